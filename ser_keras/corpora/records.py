@@ -67,9 +67,12 @@ class CorpusListing:
         root: The folder that was read.
         utterances: The usable utterances, sorted by path.
         skipped: Files that were left out and why.
+        warnings: Files that were kept but look suspicious (e.g. a file name
+            that disagrees with its folder), and why.
     """
 
     corpus: str
     root: str
     utterances: list[Utterance]
     skipped: list[SkippedFile] = dataclasses.field(default_factory=list)
+    warnings: list[SkippedFile] = dataclasses.field(default_factory=list)
