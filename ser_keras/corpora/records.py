@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 GENDERS = ("female", "male")
 NATURALNESS = ("acted", "natural")
@@ -33,10 +32,10 @@ class Utterance:
     corpus: str
     language: str
     speaker: str
-    gender: Optional[str] = None
-    naturalness: Optional[str] = None
-    label: Optional[str] = None
-    duration: Optional[float] = None
+    gender: str | None = None
+    naturalness: str | None = None
+    label: str | None = None
+    duration: float | None = None
 
     @property
     def speaker_id(self) -> str:
