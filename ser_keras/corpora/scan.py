@@ -14,11 +14,11 @@ import pathlib
 import re
 from collections.abc import Callable, Iterable
 
+from ser_keras.audio.io import KNOWN_AUDIO_EXTENSIONS
 from ser_keras.corpora.records import CorpusError, CorpusListing, SkippedFile, Utterance
 
 # File name endings read as audio (formats libsndfile decodes). Other files
 # (transcripts, READMEs, label files) are not audio and are ignored silently.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 
 # ISO 639-1 codes are two lower-case letters.
 _LANGUAGE_PATTERN = re.compile(r"^[a-z]{2}$")
@@ -70,7 +70,7 @@ def absolute_path(path) -> pathlib.Path:
 
 def is_audio_file(path: pathlib.Path) -> bool:
     """Whether `path` is a file whose name ends like an audio file."""
-    return path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+    return path.suffix.lower() in KNOWN_AUDIO_EXTENSIONS and path.is_file()
 
 
 def find_audio_files(root: pathlib.Path, recursive: bool = True) -> list[pathlib.Path]:
@@ -126,7 +126,7 @@ def collect(
     paths = sorted({absolute_path(path) for path in paths})
     if not paths:
         raise CorpusError(
-            f"{corpus}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {str(root)!r}"
+            f"{corpus}: no audio files ({', '.join(KNOWN_AUDIO_EXTENSIONS)}) in {str(root)!r}"
         )
     utterances, skipped, warnings = [], [], []
     for path in paths:
