@@ -25,3 +25,17 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real corpora not found at {SHARED_DATA} (set SER_KERAS_SHARED_DATA)")
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    """Splits the CPU into 2 logical devices before TensorFlow starts, so
+    tf.distribute tests (MirroredStrategy over 2 replicas) run in-process."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    except RuntimeError:  # TensorFlow was already initialised by a plugin.
+        pass
