@@ -1,0 +1,421 @@
+"""Export a trained model with its front-end as a versioned SavedModel for TF Serving.
+
+Layout (what TF Serving's model server watches):
+
+    <base_dir>/<name>/<version>/saved_model.pb
+                               variables/
+                               assets.extra/ser_keras.json
+
+`<version>` is a positive integer; a new export takes the next one. The export
+is written into a hidden temporary folder inside `<base_dir>/<name>` (TF
+Serving ignores non-numeric folders), verified there, and only then renamed
+into place, so a failed export leaves no partial version and never touches
+existing ones.
+
+Signatures:
+
+- `serving_default`: `waveform` float32 `[batch, samples]` (mono, at the
+  front-end's sample rate, 16 kHz for the presets; zero-padded to the batch's
+  longest) and `lengths` int32 `[batch]` (true sample counts) ->
+  `emotion_probabilities` float32 `[batch, num_emotions]`, `emotion_label`
+  string `[batch]`, and for every other head `<task>_probabilities` (plus
+  `<task>_label` when label names were given for it).
+- `features`: `features` float32 `[batch, frames, mels]` (the front-end's
+  output) -> the same outputs.
+
+The label names, the front-end's configuration and the metadata are stored in
+`assets.extra/ser_keras.json` and in the SavedModel itself:
+`loaded.ser_keras_metadata` (a string variable holding the same JSON) and
+`loaded.<task>_label_names` (a string vector variable) after
+`tf.saved_model.load` -- no ser_keras import is needed to serve or inspect.
+
+Serving with the real server (not installable here):
+
+    docker run -p 8501:8501 \
+        -v "$PWD/saved_models/<name>:/models/<name>" -e MODEL_NAME=<name> \
+        tensorflow/serving
+    curl -d '{"signature_name": "serving_default",
+              "inputs": {"waveform": [[...samples...]], "lengths": [16000]}}' \
+        http://localhost:8501/v1/models/<name>:predict
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+METADATA_FILENAME = "ser_keras.json"
+SERVING_SIGNATURE = "serving_default"
+FEATURES_SIGNATURE = "features"
+# Task whose head also gives the model's single output when it has no dict outputs.
+PRIMARY_TASK = "emotion"
+
+
+def _existing_versions(model_dir):
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(base_dir, name):
+    """The version number an export of `name` into `base_dir` would get (1 when none exists)."""
+    versions = _existing_versions(pathlib.Path(base_dir) / name)
+    return versions[-1] + 1 if versions else 1
+
+
+def _as_task_dict(outputs):
+    if isinstance(outputs, dict):
+        return outputs
+    if isinstance(outputs, (list, tuple)):
+        raise ValueError(
+            "The model must output a dict task -> probabilities (or a single tensor, taken as "
+            f"the {PRIMARY_TASK!r} head); received a {type(outputs).__name__} of "
+            f"{len(outputs)} outputs."
+        )
+    return {PRIMARY_TASK: outputs}
+
+
+def _model_feature_shape(model, frontend):
+    """`(frames, mels)` the model takes, checked against the front-end's output."""
+    frontend_shape = tuple(frontend.compute_output_shape((None, None)))[1:]
+    model_shape = None
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        if len(inputs) != 1:
+            raise ValueError(
+                f"The model must take one features input; it has {len(inputs)} inputs."
+            )
+        model_shape = tuple(inputs[0].shape)[1:]
+        if len(model_shape) != 2:
+            raise ValueError(
+                f"The model's input must be [batch, frames, mels]; received {inputs[0].shape}."
+            )
+        for model_dim, frontend_dim in zip(model_shape, frontend_shape, strict=True):
+            if model_dim is not None and frontend_dim is not None and model_dim != frontend_dim:
+                raise ValueError(
+                    f"The front-end produces features [batch, {frontend_shape[0]}, "
+                    f"{frontend_shape[1]}] but the model takes [batch, {model_shape[0]}, "
+                    f"{model_shape[1]}]."
+                )
+    frames = (model_shape[0] if model_shape else None) or frontend_shape[0]
+    mels = (model_shape[1] if model_shape else None) or frontend_shape[1]
+    if mels is None:
+        raise ValueError("Neither the model nor the front-end fixes the number of mel bands.")
+    return frames, mels
+
+
+def _json_or_none(value):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+class _ExportedFunctions:
+    """The signature functions: front-end + model -> dict of named outputs."""
+
+    def __init__(self, model, frontend, tasks, label_names):
+        self.model = model
+        self.frontend = frontend
+        self.tasks = tasks
+        self.label_names = label_names
+
+    def outputs(self, features):
+        predictions = _as_task_dict(self.model(features, training=False))
+        result = {}
+        for task in self.tasks:
+            probabilities = tf.cast(predictions[task], tf.float32)
+            result[f"{task}_probabilities"] = probabilities
+            if task in self.label_names:
+                names = tf.constant(self.label_names[task], dtype=tf.string)
+                result[f"{task}_label"] = tf.gather(names, tf.argmax(probabilities, axis=-1))
+        return result
+
+    def serve(self, waveform, lengths):
+        return self.outputs(self.frontend((waveform, lengths)))
+
+    def features(self, features):
+        return self.outputs(features)
+
+
+def _write_saved_model(path, model, frontend, tasks, names, frames, mels, document_json):
+    """Writes the SavedModel: signatures as concrete functions, variables tracked by a tf.Module.
+
+    Only the variables are attached to the saved object (not the Keras
+    objects, and no `tf.function` attributes): TensorFlow then traces each
+    signature once instead of re-tracing the whole model while saving.
+    """
+    functions = _ExportedFunctions(model, frontend, tasks, names)
+    serve = tf.function(
+        functions.serve,
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            tf.TensorSpec([None], tf.int32, name="lengths"),
+        ],
+        autograph=False,
+    )
+    features = tf.function(
+        functions.features,
+        input_signature=[tf.TensorSpec([None, frames, mels], tf.float32, name="features")],
+        autograph=False,
+    )
+    module = tf.Module(name="ser_keras_export")
+    module.model_variables = list(model.variables)
+    module.frontend_variables = list(frontend.variables)
+    module.ser_keras_metadata = tf.Variable(
+        document_json, trainable=False, name="ser_keras_metadata"
+    )
+    for task, values in names.items():
+        setattr(
+            module,
+            f"{task}_label_names",
+            tf.Variable(values, dtype=tf.string, trainable=False, name=f"{task}_label_names"),
+        )
+    tf.saved_model.save(
+        module,
+        str(path),
+        signatures={
+            SERVING_SIGNATURE: serve.get_concrete_function(),
+            FEATURES_SIGNATURE: features.get_concrete_function(),
+        },
+    )
+
+
+def export_saved_model(
+    model,
+    base_dir,
+    name,
+    *,
+    frontend,
+    label_names,
+    version=None,
+    metadata=None,
+    verify=True,
+    tolerance=1e-4,
+):
+    """Exports `frontend` + `model` as `base_dir/name/<version>/` for TF Serving.
+
+    Args:
+        model: A built Keras model taking features `[batch, frames, mels]` and
+            returning a dict task -> softmax probabilities (a single tensor is
+            taken as the `"emotion"` head), e.g. a `MultiTaskModel`.
+        base_dir: Folder holding one subfolder per served model (the package's
+            `saved_models/`); created when missing.
+        name: Model name (the subfolder; TF Serving's `MODEL_NAME`).
+        frontend: The feature front-end layer (a `ser_keras.features.logmel.
+            LogMel`) mapping `(waveform, lengths)` to the model's features.
+        label_names: Dict task -> list of class names in class-index order.
+            Required for the `"emotion"` task (gives `emotion_label`);
+            optional for the others.
+        version: Integer version to write; None takes the next one after the
+            existing versions (1 for the first export). An existing version is
+            never overwritten.
+        metadata: Optional JSON-serialisable dict stored with the export
+            (training run, data, scores, ...).
+        verify: Reload the written SavedModel (before it is moved into place)
+            and check that both signatures reproduce the Keras model's
+            probabilities on a random batch.
+        tolerance: Absolute tolerance of that check.
+
+    Returns:
+        `pathlib.Path` of the version folder.
+
+    Raises:
+        ValueError: Bad arguments (unknown task in `label_names`, wrong number
+            of names, existing version, metadata not JSON, shapes of the
+            front-end and the model that do not match).
+        RuntimeError: Verification failed (nothing is left behind).
+    """
+    if not isinstance(name, str) or not name or name.startswith(".") or os.sep in name:
+        raise ValueError(f"`name` must be a plain folder name; received {name!r}.")
+    if not isinstance(frontend, keras.layers.Layer):
+        raise ValueError(
+            f"`frontend` must be a Keras layer (a LogMel front-end); received {frontend!r}."
+        )
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ValueError(f"`metadata` must be a dict or None; received {metadata!r}.")
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"`metadata` must be JSON-serialisable: {error}") from error
+    if not isinstance(label_names, dict):
+        raise ValueError(f"`label_names` must be a dict task -> names; received {label_names!r}.")
+
+    frames, mels = _model_feature_shape(model, frontend)
+    sample_rate = int(getattr(frontend, "sample_rate", 16000))
+
+    # The output structure (symbolic, no computation) fixes the tasks and their sizes.
+    predictions = _as_task_dict(
+        model.compute_output_spec(keras.KerasTensor((None, frames, mels), dtype="float32"))
+    )
+    num_classes = {task: int(value.shape[-1]) for task, value in predictions.items()}
+    tasks = tuple(predictions)
+
+    unknown = sorted(set(label_names) - set(tasks))
+    if unknown:
+        raise ValueError(f"`label_names` names tasks {unknown} the model lacks (tasks: {tasks}).")
+    if PRIMARY_TASK in tasks and PRIMARY_TASK not in label_names:
+        raise ValueError(f"`label_names` must give the {PRIMARY_TASK!r} class names.")
+    names = {}
+    for task, values in label_names.items():
+        values = [str(v) for v in values]
+        if len(values) != num_classes[task]:
+            raise ValueError(
+                f"Task {task!r} has {num_classes[task]} classes but {len(values)} label names "
+                f"were given: {values}."
+            )
+        names[task] = values
+
+    model_dir = pathlib.Path(base_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    existing = _existing_versions(model_dir)
+    if version is None:
+        version = existing[-1] + 1 if existing else 1
+    elif isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be a positive integer or None; received {version!r}.")
+    final_dir = model_dir / str(version)
+    if final_dir.exists():
+        raise ValueError(f"Version {version} of {name!r} exists already: {final_dir}.")
+
+    output_keys = []
+    for task in tasks:
+        output_keys.append(f"{task}_probabilities")
+        if task in names:
+            output_keys.append(f"{task}_label")
+    document = {
+        "format": "ser_keras.saved_model/1",
+        "name": name,
+        "version": version,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_name": model.name,
+        "model_config": _json_or_none(_safe_config(model)),
+        "tasks": {
+            task: {"num_classes": num_classes[task], "label_names": names.get(task)}
+            for task in tasks
+        },
+        "frontend": {
+            "class": f"{type(frontend).__module__}.{type(frontend).__qualname__}",
+            "config": _json_or_none(frontend.get_config()),
+        },
+        "sample_rate": sample_rate,
+        "num_frames": frames,
+        "num_mels": mels,
+        "signatures": {
+            SERVING_SIGNATURE: {
+                "inputs": {
+                    "waveform": "float32 [batch, samples]",
+                    "lengths": "int32 [batch]",
+                },
+                "outputs": output_keys,
+            },
+            FEATURES_SIGNATURE: {
+                "inputs": {"features": f"float32 [batch, {frames}, {mels}]"},
+                "outputs": output_keys,
+            },
+        },
+        "versions": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "ser_keras": _package_version(),
+        },
+        "metadata": metadata or {},
+    }
+    document_json = json.dumps(document, indent=2, sort_keys=True)
+
+    temporary_dir = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    try:
+        _write_saved_model(
+            temporary_dir, model, frontend, tasks, names, frames, mels, document_json
+        )
+        extra = temporary_dir / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        (extra / METADATA_FILENAME).write_text(document_json + "\n")
+        if verify:
+            _verify(temporary_dir, model, frontend, tasks, names, frames, mels, tolerance)
+        if final_dir.exists():
+            raise ValueError(f"Version {version} of {name!r} appeared during the export.")
+        os.rename(temporary_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(temporary_dir, ignore_errors=True)
+        raise
+    return final_dir
+
+
+def load_metadata(export_dir):
+    """The `ser_keras.json` document of an exported version folder, as a dict."""
+    path = pathlib.Path(export_dir) / "assets.extra" / METADATA_FILENAME
+    if not path.is_file():
+        raise ValueError(f"No {METADATA_FILENAME} in {export_dir} (not a ser_keras export?).")
+    return json.loads(path.read_text())
+
+
+def _safe_config(model):
+    try:
+        return model.get_config()
+    except Exception:  # noqa: BLE001 - a model without a config still exports.
+        return None
+
+
+def _package_version():
+    import ser_keras
+
+    return getattr(ser_keras, "__version__", None)
+
+
+def _verify(export_dir, model, frontend, tasks, names, frames, mels, tolerance):
+    """Reloads the export and compares both signatures with the Keras model."""
+    loaded = tf.saved_model.load(str(export_dir))
+    missing = {SERVING_SIGNATURE, FEATURES_SIGNATURE} - set(loaded.signatures)
+    if missing:
+        raise RuntimeError(f"The export lacks the signatures {sorted(missing)}.")
+    rng = np.random.default_rng(1)
+    sample_rate = int(getattr(frontend, "sample_rate", 16000))
+    waveform = (0.1 * rng.standard_normal((2, int(1.5 * sample_rate)))).astype("float32")
+    lengths = np.array([waveform.shape[1], sample_rate // 2], dtype="int32")
+    features = keras.ops.convert_to_numpy(frontend((waveform, lengths)))
+    num_frames = frames or features.shape[1]
+    random_features = rng.standard_normal((2, num_frames, mels)).astype("float32")
+
+    checks = (
+        (
+            SERVING_SIGNATURE,
+            {"waveform": tf.constant(waveform), "lengths": tf.constant(lengths)},
+            features,
+        ),
+        (FEATURES_SIGNATURE, {"features": tf.constant(random_features)}, random_features),
+    )
+    for signature, inputs, keras_inputs in checks:
+        served = loaded.signatures[signature](**inputs)
+        expected = _as_task_dict(model(keras_inputs, training=False))
+        for task in tasks:
+            want = keras.ops.convert_to_numpy(expected[task]).astype("float32")
+            got = served[f"{task}_probabilities"].numpy()
+            if got.shape != want.shape:
+                raise RuntimeError(
+                    f"Export verification failed: signature {signature!r}, task {task!r}: "
+                    f"shape {got.shape} != {want.shape}."
+                )
+            if not np.allclose(got, want, atol=tolerance, rtol=0):
+                raise RuntimeError(
+                    f"Export verification failed: signature {signature!r}, task {task!r}: "
+                    f"max difference {np.max(np.abs(got - want)):.3g} (tolerance {tolerance})."
+                )
+            if task in names:
+                labels = [v.decode() for v in served[f"{task}_label"].numpy()]
+                expected_labels = [names[task][i] for i in np.argmax(got, axis=-1)]
+                if labels != expected_labels:
+                    raise RuntimeError(
+                        f"Export verification failed: {signature!r} labels {labels} != "
+                        f"{expected_labels}."
+                    )

@@ -1,0 +1,266 @@
+"""Resumable training and evaluation of one fold, and the state of a whole run.
+
+Every app trains folds the same way: seed, build, fit with validation data from
+the training speakers, keep the weights of the best validation epoch, evaluate
+the test fold once with them. This module is that one place. A fold whose
+`result.json` exists is finished and is not trained again; a fold interrupted
+mid-training continues from its last completed epoch (Keras'
+`BackupAndRestore` keeps the weights, the optimizer state and the epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+
+from ser_keras.evaluation import metrics as metrics_lib
+from ser_keras.evaluation import reports
+
+
+@dataclasses.dataclass
+class Split:
+    """Inputs and labels of one part of a fold.
+
+    Attributes:
+        inputs: Model inputs: an array `[N, ...]` or a dict of arrays.
+        labels: Task name -> int array `[N]`; -1 marks a missing label.
+    """
+
+    inputs: object
+    labels: dict
+
+    def __len__(self) -> int:
+        first = next(iter(self.inputs.values())) if isinstance(self.inputs, dict) else self.inputs
+        return int(len(first))
+
+
+def _best_so_far(history_path: pathlib.Path, monitor: str, mode: str) -> Optional[float]:
+    """Best value of `monitor` in an existing CSVLogger file, for a resumed fit."""
+    if not history_path.exists():
+        return None
+    values = []
+    with open(history_path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                values.append(float(row[monitor]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
+
+
+def _read_history(history_path: pathlib.Path) -> dict:
+    history: dict[str, list[float]] = {}
+    if not history_path.exists():
+        return history
+    with open(history_path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            for key, value in row.items():
+                if key == "epoch":
+                    continue
+                try:
+                    history.setdefault(key, []).append(float(value))
+                except (TypeError, ValueError):
+                    continue
+    return history
+
+
+def fit_and_evaluate(
+    build_model: Callable[[], keras.Model],
+    train: Split,
+    validation: Split,
+    test: Split,
+    *,
+    fold_dir,
+    class_names,
+    epochs: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    monitor: str = "val_emotion_ua",
+    patience: Optional[int] = None,
+    verbose: int = 1,
+    task: str = "emotion",
+    predict_fn: Optional[Callable[[keras.Model, object], np.ndarray]] = None,
+    extra_callbacks=(),
+) -> dict:
+    """Trains one fold (resumably) and evaluates its test part once.
+
+    Args:
+        build_model: Returns a freshly built and compiled model.
+        train: Training split.
+        validation: Validation split, carved from the training speakers.
+            Checkpoint selection and early stopping look at it, never at `test`.
+        test: The held-out test split.
+        fold_dir: Folder for this fold's checkpoints, history and result.
+        class_names: Names of the `task` classes, for the report.
+        epochs: Maximum number of epochs.
+        batch_size: Batch size.
+        seed: Seed for weights initialisation, shuffling and dropout.
+        monitor: Validation metric selecting the best epoch (maximised when
+            it names an accuracy or `ua`, minimised when it names a loss).
+        patience: Epochs without improvement before early stopping; `None`
+            trains all `epochs`.
+        verbose: Keras `fit` verbosity.
+        task: The task whose test predictions are scored.
+        predict_fn: Optional `(model, inputs) -> probabilities` for models
+            whose prediction is not `model.predict(inputs)[task]` (for example
+            segment-averaging models).
+        extra_callbacks: More Keras callbacks.
+
+    Returns:
+        A dict with `wa`, `ua`, `macro_f1`, `confusion`, `per_class_recall`,
+        `best_validation` (the monitored value), `best_epoch`, `epochs_run`,
+        `num_train`, `num_validation`, `num_test`. It is also written to
+        `fold_dir/result.json`; the best model is kept as `fold_dir/best.keras`.
+    """
+    from ser_keras.data.pipeline import make_dataset
+
+    fold_dir = pathlib.Path(fold_dir)
+    result_path = fold_dir / "result.json"
+    if result_path.exists():
+        with open(result_path) as handle:
+            return json.load(handle)
+    if epochs < 1:
+        raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
+    if len(train) == 0 or len(validation) == 0 or len(test) == 0:
+        raise ValueError(
+            "Every split of a fold needs samples. Received sizes: "
+            f"train={len(train)}, validation={len(validation)}, test={len(test)}"
+        )
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    mode = "min" if "loss" in monitor else "max"
+
+    keras.utils.set_random_seed(seed)
+    model = build_model()
+
+    train_data = make_dataset(
+        train.inputs, train.labels, batch_size=batch_size, shuffle=True, seed=seed
+    )
+    validation_data = make_dataset(validation.inputs, validation.labels, batch_size=batch_size)
+
+    history_path = fold_dir / "history.csv"
+    weights_path = fold_dir / "best.weights.h5"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(fold_dir / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(weights_path),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=_best_so_far(history_path, monitor, mode),
+        ),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+    ]
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)
+        )
+    callbacks.extend(extra_callbacks)
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+    if weights_path.exists():
+        model.load_weights(str(weights_path))
+    history = _read_history(history_path)
+    monitored = history.get(monitor, [])
+    best_epoch = (
+        int(np.argmax(monitored) if mode == "max" else np.argmin(monitored)) if monitored else -1
+    )
+
+    if predict_fn is not None:
+        probabilities = predict_fn(model, test.inputs)
+    else:
+        outputs = model.predict(test.inputs, batch_size=batch_size, verbose=0)
+        probabilities = outputs[task] if isinstance(outputs, dict) else outputs
+    predictions = np.argmax(probabilities, axis=-1)
+    summary = metrics_lib.summarize(test.labels[task], predictions, list(class_names))
+    result = dict(summary)
+    result.update(
+        best_validation=float(monitored[best_epoch]) if monitored else None,
+        best_epoch=best_epoch + 1,
+        epochs_run=len(next(iter(history.values()))) if history else 0,
+        num_train=len(train),
+        num_validation=len(validation),
+        num_test=len(test),
+    )
+    if history:
+        reports.plot_training_curves(history, fold_dir / "training_curves.png", title=fold_dir.name)
+    _save_model_atomic(model, fold_dir / "best.keras")
+    reports.write_json_atomic(result_path, result)
+    shutil.rmtree(fold_dir / "backup", ignore_errors=True)
+    return result
+
+
+def _save_model_atomic(model: keras.Model, path: pathlib.Path) -> None:
+    temporary = path.with_name(path.stem + ".partial.keras")
+    model.save(str(temporary))
+    os.replace(temporary, path)
+
+
+class RunState:
+    """The configuration of a run, kept in `<out>/run_config.json`.
+
+    A run folder belongs to one configuration: resuming with other settings
+    that change results (sizes, epochs, seed, data) would mix incompatible
+    folds, so it is refused with the differences named.
+
+    Args:
+        out_dir: The run's output folder.
+        config: JSON-serialisable configuration of the run.
+        resume: Whether continuing an existing run is wanted. Without it, an
+            existing run in `out_dir` is an error rather than silently
+            overwritten or mixed.
+    """
+
+    FILENAME = "run_config.json"
+
+    def __init__(self, out_dir, config: dict, resume: bool):
+        self.out_dir = pathlib.Path(out_dir)
+        self.config = json.loads(json.dumps(config, default=str))
+        path = self.out_dir / self.FILENAME
+        if path.exists():
+            with open(path) as handle:
+                previous = json.load(handle)
+            if not resume:
+                raise ValueError(
+                    f"{self.out_dir} already holds a run. Pass --resume to continue it, "
+                    "or choose another --out folder."
+                )
+            differences = sorted(
+                key
+                for key in set(previous) | set(self.config)
+                if previous.get(key) != self.config.get(key)
+            )
+            if differences:
+                raise ValueError(
+                    f"Cannot resume the run in {self.out_dir}: its configuration differs in "
+                    f"{differences} (stored: {[previous.get(k) for k in differences]}, "
+                    f"now: {[self.config.get(k) for k in differences]})."
+                )
+        else:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            reports.write_json_atomic(path, self.config)
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps(self.config, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def fold_dir(self, setting: str, fold_name: str) -> pathlib.Path:
+        return self.out_dir / setting / f"fold_{fold_name}"

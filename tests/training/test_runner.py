@@ -1,0 +1,109 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.training.runner import RunState, Split, fit_and_evaluate
+
+NUM_CLASSES = 3
+
+
+def _data(num, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, NUM_CLASSES, num).astype(np.int32)
+    centres = np.eye(NUM_CLASSES, 6, dtype=np.float32) * 3.0
+    inputs = centres[labels] + rng.normal(0, 0.5, (num, 6)).astype(np.float32)
+    return Split(inputs, {"emotion": labels})
+
+
+def _build():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = {"emotion": keras.layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(hidden)}
+    model = MultiTaskModel(inputs=inputs, outputs=outputs)
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    return model
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def _run(fold_dir, epochs=6, extra_callbacks=(), build=_build):
+    return fit_and_evaluate(
+        build,
+        _data(96, 0),
+        _data(30, 1),
+        _data(30, 2),
+        fold_dir=fold_dir,
+        class_names=["a", "b", "c"],
+        epochs=epochs,
+        batch_size=16,
+        seed=3,
+        verbose=0,
+        extra_callbacks=extra_callbacks,
+    )
+
+
+def test_fit_and_evaluate_learns_and_writes_its_result(tmp_path):
+    result = _run(tmp_path / "fold")
+    assert result["ua"] > 0.8 and result["wa"] > 0.8
+    assert result["epochs_run"] == 6
+    assert 1 <= result["best_epoch"] <= 6
+    assert (tmp_path / "fold" / "best.keras").exists()
+    assert (tmp_path / "fold" / "training_curves.png").exists()
+    with open(tmp_path / "fold" / "result.json") as handle:
+        assert json.load(handle)["ua"] == pytest.approx(result["ua"])
+
+
+def test_finished_fold_is_not_trained_again(tmp_path):
+    first = _run(tmp_path / "fold")
+
+    def must_not_build():
+        raise AssertionError("a finished fold was trained again")
+
+    assert _run(tmp_path / "fold", build=must_not_build) == first
+
+
+def test_interrupted_fold_resumes_from_its_last_epoch(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "fold", epochs=6, extra_callbacks=[_Interrupt(3)])
+    assert not (tmp_path / "fold" / "result.json").exists()
+    with open(tmp_path / "fold" / "history.csv") as handle:
+        assert len(handle.readlines()) == 1 + 3
+
+    epochs_seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_seen.append(epoch)
+
+    result = _run(tmp_path / "fold", epochs=6, extra_callbacks=[Record()])
+    assert epochs_seen == [3, 4, 5]
+    assert result["epochs_run"] == 6
+
+
+def test_empty_split_is_a_clear_error(tmp_path):
+    empty = Split(np.zeros((0, 6), np.float32), {"emotion": np.zeros(0, np.int32)})
+    with pytest.raises(ValueError, match="validation=0"):
+        fit_and_evaluate(
+            _build, _data(10, 0), empty, _data(10, 1),
+            fold_dir=tmp_path, class_names=["a", "b", "c"], epochs=1,
+        )
+
+
+def test_run_state_refuses_to_mix_configurations(tmp_path):
+    RunState(tmp_path, {"epochs": 3}, resume=False)
+    with pytest.raises(ValueError, match="--resume"):
+        RunState(tmp_path, {"epochs": 3}, resume=False)
+    RunState(tmp_path, {"epochs": 3}, resume=True)
+    with pytest.raises(ValueError, match="epochs"):
+        RunState(tmp_path, {"epochs": 4}, resume=True)
