@@ -92,6 +92,7 @@ def fit_and_evaluate(
     task: str = "emotion",
     predict_fn: Optional[Callable[[keras.Model, object], np.ndarray]] = None,
     extra_callbacks=(),
+    strategy=None,
 ) -> dict:
     """Trains one fold (resumably) and evaluates its test part once.
 
@@ -116,6 +117,8 @@ def fit_and_evaluate(
             whose prediction is not `model.predict(inputs)[task]` (for example
             segment-averaging models).
         extra_callbacks: More Keras callbacks.
+        strategy: Optional `tf.distribute.Strategy`; the model is built and
+            compiled under its scope, and `batch_size` is the global batch.
 
     Returns:
         A dict with `wa`, `ua`, `macro_f1`, `confusion`, `per_class_recall`,
@@ -141,7 +144,11 @@ def fit_and_evaluate(
     mode = "min" if "loss" in monitor else "max"
 
     keras.utils.set_random_seed(seed)
-    model = build_model()
+    if strategy is not None:
+        with strategy.scope():
+            model = build_model()
+    else:
+        model = build_model()
 
     train_data = make_dataset(
         train.inputs, train.labels, batch_size=batch_size, shuffle=True, seed=seed
@@ -173,6 +180,7 @@ def fit_and_evaluate(
         epochs=epochs,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # make_dataset already shuffles, reshuffling every epoch
     )
 
     if weights_path.exists():

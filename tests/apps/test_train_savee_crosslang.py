@@ -1,0 +1,98 @@
+import json
+
+import pytest
+
+from apps import train_savee_crosslang as app
+
+
+def _tiny(out, cache_dir, *extra):
+    return [
+        "--synthetic-per-emotion", "2", "--epochs", "1", "--folds", "1", "--quiet",
+        "--out", str(out), "--cache-dir", str(cache_dir), *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One tiny run of the single-task and multitask cross-language settings."""
+    root = tmp_path_factory.mktemp("savee_crosslang")
+    arguments = _tiny(
+        root / "run", root / "cache", "--settings", "stl,mtl_xl",
+        "--export-dir", str(root / "exported"),
+    )
+    assert app.main(arguments) == 0
+    return root, arguments
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ["--savee", "--emodb", "--settings", "--preset", "--epochs", "--folds",
+                   "--seed", "--out", "--export-dir", "--resume"]:
+        assert option in text
+
+
+def test_run_writes_table2_results_plots_and_export(finished_run):
+    root, _ = finished_run
+    out = root / "run"
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["settings"]) == {"stl", "mtl_xl"}
+    assert results["configuration"]["preset"] == "quick"
+    for setting, entry in results["settings"].items():
+        assert 0.0 <= entry["ua"] <= 100.0 and 0.0 <= entry["wa"] <= 100.0
+        assert [fold["fold"] for fold in entry["folds"]] == ["savee_DC"]
+        assert (out / f"confusion_{setting}.png").stat().st_size > 0
+        assert (out / setting / "fold_savee_DC" / "training_curves.png").exists()
+    # The multitask cross-language fold trained on EMO-DB as well as SAVEE.
+    mtl_xl_fold = json.loads((out / "mtl_xl" / "fold_savee_DC" / "result.json").read_text())
+    stl_fold = json.loads((out / "stl" / "fold_savee_DC" / "result.json").read_text())
+    assert mtl_xl_fold["num_train"] > stl_fold["num_train"]
+    assert mtl_xl_fold["num_test"] == stl_fold["num_test"]
+    markdown = (out / "results.md").read_text()
+    assert markdown.count("## Confusion matrix") == 2
+    assert "multitask cross-language training" in markdown
+    versions = sorted(path.name for path in (root / "exported" / "attention_cnn_blstm").iterdir())
+    assert versions == ["1"]
+    assert (root / "exported" / "attention_cnn_blstm" / "1" / "saved_model.pb").exists()
+    assert results["export"].endswith("attention_cnn_blstm/1")
+
+
+def test_resume_reuses_finished_folds(finished_run, capsys):
+    root, arguments = finished_run
+    before = json.loads((root / "run" / "results.json").read_text())
+    assert app.main([*arguments, "--no-export", "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    after = json.loads((root / "run" / "results.json").read_text())
+    for setting in before["settings"]:
+        assert after["settings"][setting]["ua"] == before["settings"][setting]["ua"]
+
+
+def test_existing_run_without_resume_is_refused(finished_run, capsys):
+    _, arguments = finished_run
+    assert app.main(arguments) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["--savee", "/no/such/savee"], "/no/such/savee"),
+        (["--settings", "stl,bogus"], "bogus"),
+        (["--savee", "/tmp", "--settings", "xl"], "--emodb"),
+        (["--folds", "0"], "--folds"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):
+    assert app.main(["--out", str(tmp_path / "run"), *arguments]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_corpus_without_usable_files_is_a_clear_error(tmp_path, capsys):
+    savee = tmp_path / "savee" / "AudioData" / "DC"
+    savee.mkdir(parents=True)
+    (savee / "a01.wav").write_bytes(b"not audio at all")
+    arguments = ["--savee", str(tmp_path / "savee"), "--settings", "stl", "--out", str(tmp_path / "run")]
+    assert app.main(arguments) == 2
+    assert "savee" in capsys.readouterr().err
