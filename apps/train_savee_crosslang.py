@@ -40,7 +40,8 @@ SETTINGS = {
 PRESETS = {
     "quick": {
         "model_preset": "fu2021_cpu",
-        "epochs": 12,
+        "epochs": 10,
+        "folds": 2,
         "patience": None,
         "batch_size": 64,
         "synthetic_per_emotion": 8,
@@ -49,6 +50,7 @@ PRESETS = {
     "paper": {
         "model_preset": "fu2021",
         "epochs": 300,
+        "folds": None,
         "patience": 30,
         "batch_size": 64,
         "synthetic_per_emotion": 15,
@@ -94,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--epochs", type=int, help="Override the preset's number of epochs.")
     parser.add_argument(
-        "--folds", type=int, help="Run only the first N leave-one-speaker-out folds."
+        "--folds",
+        type=int,
+        help="Run only the first N leave-one-speaker-out folds (quick preset: 2; paper: all).",
     )
     parser.add_argument("--batch-size", type=int, help="Override the preset's batch size (64).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
@@ -215,6 +219,7 @@ def run(args) -> int:
     from ser_keras.data.splits import leave_one_speaker_out
     from ser_keras.evaluation import reports
     from ser_keras.evaluation.metrics import mean_and_spread
+    from ser_keras.export.serving import write_export_sidecar
     from ser_keras.features.logmel import LogMel
     from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
@@ -232,6 +237,7 @@ def run(args) -> int:
     batch_size = args.batch_size or preset["batch_size"]
     if args.folds is not None and args.folds < 1:
         raise ValueError(f"--folds must be at least 1. Received: {args.folds}")
+    num_folds = args.folds if args.folds is not None else preset["folds"]
     if not 0.0 < args.validation_fraction < 0.5:
         raise ValueError(
             f"--validation-fraction must be in (0, 0.5). Received: {args.validation_fraction}"
@@ -243,7 +249,8 @@ def run(args) -> int:
     print(f"Data: {data_description}")
     print(
         f"Configuration: preset {args.preset!r} (model preset {preset['model_preset']!r}, "
-        f"{epochs} epochs, batch {batch_size}"
+        f"{epochs} epochs, batch {batch_size}, "
+        + (f"first {num_folds} folds" if num_folds else "all folds")
         + (f", early stopping after {preset['patience']} epochs" if preset["patience"] else "")
         + ")"
         + (
@@ -316,8 +323,8 @@ def run(args) -> int:
         validation_fraction=args.validation_fraction,
         seed=args.seed,
     )
-    if args.folds is not None:
-        folds = folds[: args.folds]
+    if num_folds is not None:
+        folds = folds[:num_folds]
 
     state = RunState(
         args.out,
@@ -408,6 +415,14 @@ def run(args) -> int:
                 patience=preset["patience"],
                 verbose=0 if args.quiet else 2,
             )
+            if not done:
+                write_export_sidecar(
+                    fold_dir / "best.keras",
+                    frontend=frontend,
+                    label_names={"emotion": class_names},
+                    name="attention_cnn_blstm",
+                    metadata={"app": "train_savee_crosslang", "setting": setting},
+                )
             result["fold"] = fold.name
             result["test_speakers"] = list(fold.test_speakers)
             fold_results.append(result)
@@ -491,6 +506,9 @@ def run(args) -> int:
                 "data": data_description,
             },
         )
+        from ser_keras.export.serving import write_models_config
+
+        write_models_config(args.export_dir)
         results["export"] = str(path)
         print(f"\nExported the best {setting} model ({fold_dir.name}) to {path}")
 

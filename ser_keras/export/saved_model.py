@@ -23,20 +23,20 @@ Signatures:
 - `features`: `features` float32 `[batch, frames, mels]` (the front-end's
   output) -> the same outputs.
 
-The label names, the front-end's configuration and the metadata are stored in
-`assets.extra/ser_keras.json` and in the SavedModel itself:
-`loaded.ser_keras_metadata` (a string variable holding the same JSON) and
-`loaded.<task>_label_names` (a string vector variable) after
+Both signatures check their inputs at run time (ranks, one `lengths` entry per
+row, lengths >= 0, finite samples) and fail with an `InvalidArgumentError`
+naming the input; dtypes are checked by the signature itself.
+
+The label names, the front-end (its preset, the arguments that differ from
+the preset, and its whole configuration: `describe_frontend`) and the
+metadata are stored in `assets.extra/ser_keras.json` and in the SavedModel
+itself: `loaded.ser_keras_metadata` (a string variable holding the same JSON)
+and `loaded.<task>_label_names` (a string vector variable) after
 `tf.saved_model.load` -- no ser_keras import is needed to serve or inspect.
 
-Serving with the real server (not installable here):
-
-    docker run -p 8501:8501 \
-        -v "$PWD/saved_models/<name>:/models/<name>" -e MODEL_NAME=<name> \
-        tensorflow/serving
-    curl -d '{"signature_name": "serving_default",
-              "inputs": {"waveform": [[...samples...]], "lengths": [16000]}}' \
-        http://localhost:8501/v1/models/<name>:predict
+Serving with the real server (not installable here): see
+`ser_keras.export.serving` (`models.config` for several models, request
+builders) and `python -m apps.export`.
 """
 
 from __future__ import annotations
@@ -123,11 +123,12 @@ def _json_or_none(value):
 class _ExportedFunctions:
     """The signature functions: front-end + model -> dict of named outputs."""
 
-    def __init__(self, model, frontend, tasks, label_names):
+    def __init__(self, model, frontend, tasks, label_names, feature_shape):
         self.model = model
         self.frontend = frontend
         self.tasks = tasks
         self.label_names = label_names
+        self.feature_shape = feature_shape
 
     def outputs(self, features):
         predictions = _as_task_dict(self.model(features, training=False))
@@ -141,10 +142,41 @@ class _ExportedFunctions:
         return result
 
     def serve(self, waveform, lengths):
+        waveform, lengths = _checked_waveform_inputs(waveform, lengths)
         return self.outputs(self.frontend((waveform, lengths)))
 
     def features(self, features):
+        # `ensure_shape` is a run-time check: a signature's placeholders do not
+        # refuse a tensor of another rank (a rank-2 `features` would otherwise
+        # fail deep inside the model with an unrelated message).
+        features = tf.ensure_shape(features, self.feature_shape, name="check_features")
         return self.outputs(features)
+
+
+def _checked_waveform_inputs(waveform, lengths):
+    """Run-time checks of the `serving_default` inputs, with messages naming them.
+
+    A SavedModel signature checks the dtypes of its inputs but not their ranks
+    or sizes (neither does TF Serving): without these checks a rank-1
+    `waveform` fails inside the front-end with "slice index 1 of dimension 0
+    out of bounds", a `lengths` of one entry is silently broadcast to every
+    row, and negative lengths or NaN samples give meaningless probabilities.
+    """
+    waveform = tf.ensure_shape(waveform, [None, None], name="check_waveform")
+    lengths = tf.ensure_shape(lengths, [None], name="check_lengths")
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(lengths)[0],
+            tf.shape(waveform)[0],
+            message="`lengths` must hold one entry per row of `waveform` (lengths, rows):",
+        ),
+        tf.debugging.assert_non_negative(
+            lengths, message="`lengths` must be sample counts >= 0; received:"
+        ),
+        tf.debugging.assert_all_finite(waveform, message="`waveform` has NaN or inf samples"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(waveform), tf.identity(lengths)
 
 
 def _write_saved_model(path, model, frontend, tasks, names, frames, mels, document_json):
@@ -154,7 +186,7 @@ def _write_saved_model(path, model, frontend, tasks, names, frames, mels, docume
     objects, and no `tf.function` attributes): TensorFlow then traces each
     signature once instead of re-tracing the whole model while saving.
     """
-    functions = _ExportedFunctions(model, frontend, tasks, names)
+    functions = _ExportedFunctions(model, frontend, tasks, names, [None, frames, mels])
     serve = tf.function(
         functions.serve,
         input_signature=[
@@ -304,10 +336,7 @@ def export_saved_model(
             task: {"num_classes": num_classes[task], "label_names": names.get(task)}
             for task in tasks
         },
-        "frontend": {
-            "class": f"{type(frontend).__module__}.{type(frontend).__qualname__}",
-            "config": _json_or_none(frontend.get_config()),
-        },
+        "frontend": describe_frontend(frontend),
         "sample_rate": sample_rate,
         "num_frames": frames,
         "num_mels": mels,
@@ -350,6 +379,87 @@ def export_saved_model(
         shutil.rmtree(temporary_dir, ignore_errors=True)
         raise
     return final_dir
+
+
+# Layer arguments that do not change what a front-end computes.
+_LAYER_BASE_KEYS = ("name", "trainable", "dtype")
+
+
+def describe_frontend(frontend):
+    """A JSON description of a front-end that rebuilds it without guessing.
+
+    Args:
+        frontend: A Keras layer, normally a `ser_keras.features.logmel.LogMel`.
+
+    Returns:
+        A dict with `class` (module-qualified class name), `config` (its
+        `get_config()`, None when not JSON-serialisable), and for a `LogMel`
+        `preset` (the nearest preset of `FRONTEND_PRESETS`: the one from which
+        the fewest arguments differ) and `overrides` (those arguments), so
+        that `LogMel.from_preset(preset, **overrides)` computes the same
+        features. `preset` and `overrides` are None for other layers.
+    """
+    config = frontend.get_config()
+    description = {
+        "class": f"{type(frontend).__module__}.{type(frontend).__qualname__}",
+        "config": _json_or_none(config),
+        "preset": None,
+        "overrides": None,
+    }
+    from ser_keras.features.logmel import FRONTEND_PRESETS, LogMel
+
+    if isinstance(frontend, LogMel) and description["config"] is not None:
+        best = None
+        for preset in FRONTEND_PRESETS:
+            reference = LogMel.from_preset(preset).get_config()
+            overrides = {
+                key: config[key]
+                for key in reference
+                if key not in _LAYER_BASE_KEYS and config.get(key) != reference[key]
+            }
+            if best is None or len(overrides) < len(best[1]):
+                best = (preset, overrides)
+        description["preset"], description["overrides"] = best
+    return description
+
+
+def frontend_from_description(description):
+    """Builds the front-end a `describe_frontend` dict (or a hand-written one) describes.
+
+    Args:
+        description: A dict with `preset` (a `FRONTEND_PRESETS` name) and
+            optionally `overrides` (constructor arguments replacing the
+            preset's), or with a LogMel `config` (`LogMel.get_config()`). The
+            preset is used when both are given.
+
+    Returns:
+        A `ser_keras.features.logmel.LogMel` layer.
+
+    Raises:
+        ValueError: Neither a preset nor a config, an unknown preset or
+            argument, or a class other than LogMel.
+    """
+    from ser_keras.features.logmel import LogMel
+
+    if not isinstance(description, dict):
+        raise ValueError(
+            f"A front-end description must be a dict with 'preset' or 'config'; "
+            f"received {description!r}."
+        )
+    class_name = description.get("class")
+    if class_name and class_name.rsplit(".", 1)[-1] != LogMel.__name__:
+        raise ValueError(f"Only LogMel front-ends can be rebuilt; received class {class_name!r}.")
+    try:
+        if description.get("preset"):
+            return LogMel.from_preset(description["preset"], **(description.get("overrides") or {}))
+        if description.get("config"):
+            return LogMel.from_config(dict(description["config"]))
+    except TypeError as error:  # an unknown constructor argument
+        raise ValueError(f"Cannot build the front-end {description!r}: {error}") from error
+    raise ValueError(
+        f"A front-end description needs a 'preset' or a 'config'; received keys "
+        f"{sorted(description)}."
+    )
 
 
 def load_metadata(export_dir):

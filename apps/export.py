@@ -1,0 +1,376 @@
+"""Export a trained `.keras` model as a versioned SavedModel for TF Serving.
+
+    python -m apps.export --model-dir runs/train_savee_crosslang/mtl_xl/fold_DC \\
+        --name attention_cnn_blstm
+    python -m apps.export --model-dir model.keras --name ser --frontend fu2021 \\
+        --labels savee7 --labels speaker=DC,JE,JK
+    python -m apps.export --config-only          # rewrite saved_models/models.config
+
+The model is written to `<export-dir>/<name>/<version>/` (the next version
+unless `--version` is given; an existing version is never overwritten), with
+the front-end in front of it: the `serving_default` signature takes a 16 kHz
+float32 waveform batch and its lengths. Then `<export-dir>/models.config`
+(TF Serving's ModelServerConfig) is rewritten to list every model folder in
+`<export-dir>`, so one server serves them all.
+
+The front-end and the label names come from the sidecar beside the model
+(`best.keras` -> `best.export.json`, written by
+`ser_keras.export.serving.write_export_sidecar`), and `--frontend`,
+`--frontend-option` and `--labels` replace what it says (or stand in for a
+missing sidecar).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Subpackages whose modules register Keras classes a saved model may use.
+_KERAS_OBJECT_PACKAGES = ("features", "layers", "models", "training", "export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m apps.export",
+        description=(
+            "Export a trained .keras model (features in, probabilities out) behind its "
+            "log-mel front-end as <export-dir>/<name>/<version>/ for TF Serving, and "
+            "rewrite <export-dir>/models.config to list every exported model."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model-dir",
+        metavar="PATH",
+        help="A .keras file, or a folder holding one (best.keras when there are several, "
+        "e.g. a fold folder of a training run).",
+    )
+    parser.add_argument(
+        "--name", help="Served model name (folder under --export-dir). Default: the sidecar's."
+    )
+    parser.add_argument(
+        "--version",
+        type=_positive_int,
+        help="Version number to write (default: one more than the highest existing).",
+    )
+    parser.add_argument(
+        "--export-dir", default="saved_models", help="Base folder of the exported models."
+    )
+    parser.add_argument(
+        "--frontend",
+        metavar="PRESET",
+        help="Front-end preset the model was trained behind (ser_keras.features.logmel."
+        "FRONTEND_PRESETS, e.g. fu2021, latif, latif_6s). Default: the sidecar's.",
+    )
+    parser.add_argument(
+        "--frontend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Front-end argument replacing the preset's (VALUE read as JSON, else as text), "
+        "e.g. num_frames=300. Repeatable.",
+    )
+    parser.add_argument(
+        "--labels",
+        action="append",
+        default=[],
+        metavar="[TASK=]NAMES",
+        help="Class names of a head in class-index order: comma-separated names or a label "
+        "map (savee7, common6, emodb7, four_class, binary_valence, ...). Without TASK= it is "
+        "the emotion head. Repeatable, one per head. Default: the sidecar's.",
+    )
+    parser.add_argument(
+        "--serving-root",
+        default="/models",
+        help="--export-dir as the model server sees it: the base_path prefix in "
+        "models.config (/models for the docker command printed at the end).",
+    )
+    parser.add_argument(
+        "--host-paths",
+        action="store_true",
+        help="Write this machine's absolute paths into models.config instead of "
+        "--serving-root (for a tensorflow_model_server running outside docker).",
+    )
+    parser.add_argument(
+        "--serve-versions",
+        choices=("latest", "all"),
+        default="latest",
+        help="Version policy in models.config: serve the highest version only, or every one.",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="Skip reloading the export and comparing it with the Keras model.",
+    )
+    parser.add_argument(
+        "--config-only",
+        action="store_true",
+        help="Only rewrite <export-dir>/models.config from the folders there.",
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def find_model_file(path) -> pathlib.Path:
+    """The `.keras` file `--model-dir` names: the file, or the one in the folder.
+
+    In a folder, `best.keras` is taken when present (the runner's checkpoint),
+    else the only `.keras` file (interrupted `*.partial.keras` saves ignored).
+    """
+    path = pathlib.Path(path)
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise ValueError(f"--model-dir: {str(path)!r} is not a .keras file.")
+        return path
+    if not path.is_dir():
+        raise ValueError(f"--model-dir: {str(path)!r} does not exist.")
+    if (path / "best.keras").is_file():
+        return path / "best.keras"
+    candidates = sorted(
+        p for p in path.glob("*.keras") if p.is_file() and not p.name.endswith(".partial.keras")
+    )
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ValueError(f"--model-dir: no .keras model in {str(path)!r}.")
+    raise ValueError(
+        f"--model-dir: {str(path)!r} holds several models ({[p.name for p in candidates]}); "
+        "pass the file."
+    )
+
+
+def parse_labels(values) -> dict:
+    """`--labels` values -> dict task -> class names (a label map name gives its classes)."""
+    from ser_keras.corpora.labels import get_label_map
+
+    labels = {}
+    for value in values:
+        task, separator, names = value.partition("=")
+        if not separator:
+            task, names = "emotion", value
+        task = task.strip()
+        if not task:
+            raise ValueError(f"--labels {value!r}: empty task name before '='.")
+        if task in labels:
+            raise ValueError(f"--labels gives the names of task {task!r} twice.")
+        if "," in names:
+            parsed = [name.strip() for name in names.split(",")]
+            if not all(parsed):
+                raise ValueError(f"--labels {value!r}: an empty class name.")
+            labels[task] = parsed
+        else:
+            try:
+                labels[task] = list(get_label_map(names.strip()).classes)
+            except ValueError as error:
+                raise ValueError(
+                    f"--labels {value!r}: neither comma-separated class names nor a label "
+                    f"map. {error}"
+                ) from None
+    return labels
+
+
+def parse_frontend_options(values) -> dict:
+    """`--frontend-option KEY=VALUE` values -> dict (VALUE parsed as JSON, else text)."""
+    options = {}
+    for value in values:
+        key, separator, text = value.partition("=")
+        if not separator or not key.strip():
+            raise ValueError(f"--frontend-option must be KEY=VALUE; received {value!r}.")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
+
+
+def _register_keras_objects():
+    """Imports every ser_keras module that registers Keras classes (for load_model).
+
+    Returns the modules that failed to import, with the error, for the message
+    of a failed load.
+    """
+    import importlib
+    import pkgutil
+
+    failures = []
+    for package_name in _KERAS_OBJECT_PACKAGES:
+        package = importlib.import_module(f"ser_keras.{package_name}")
+        for module in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
+            try:
+                importlib.import_module(module.name)
+            except Exception as error:  # noqa: BLE001 - reported if the load then fails
+                failures.append(f"{module.name}: {type(error).__name__}: {error}")
+    return failures
+
+
+def resolve_export_inputs(model_path, args):
+    """Front-end, label names, name and metadata from the sidecar and the options."""
+    from ser_keras.export.saved_model import frontend_from_description
+    from ser_keras.export.serving import read_export_sidecar, sidecar_path
+
+    # The options first: a mistake in them is reported before anything is read.
+    options = parse_frontend_options(args.frontend_option)
+    cli_labels = parse_labels(args.labels)
+    sidecar = read_export_sidecar(model_path)
+    where = f"the sidecar {sidecar_path(model_path)}" if sidecar else "no sidecar"
+
+    if args.frontend:
+        description = {"preset": args.frontend, "overrides": options}
+    elif sidecar and sidecar.get("frontend"):
+        description = dict(sidecar["frontend"])
+        if options:
+            if not description.get("preset"):
+                raise ValueError(
+                    f"--frontend-option needs a preset: {where} has a front-end config only; "
+                    "pass --frontend PRESET."
+                )
+            description["overrides"] = {**(description.get("overrides") or {}), **options}
+    else:
+        raise ValueError(
+            f"No front-end for {model_path} ({where}): pass --frontend PRESET (e.g. fu2021), "
+            "or write a sidecar with ser_keras.export.serving.write_export_sidecar."
+        )
+    frontend = frontend_from_description(description)
+
+    label_names = dict((sidecar or {}).get("label_names") or {})
+    label_names.update(cli_labels)
+    if not label_names:
+        raise ValueError(
+            f"No label names for {model_path} ({where}): pass --labels with the emotion "
+            "classes in class-index order, e.g. --labels savee7 or --labels anger,happiness,..."
+        )
+
+    name = args.name or (sidecar or {}).get("name")
+    if not name:
+        raise ValueError(f"No model name ({where}): pass --name.")
+
+    metadata = dict((sidecar or {}).get("metadata") or {})
+    metadata["exported_by"] = "apps.export"
+    metadata["exported_from"] = str(pathlib.Path(model_path).resolve())
+    return frontend, label_names, name, metadata
+
+
+def run(args) -> int:
+    from ser_keras.export.serving import write_models_config
+
+    export_dir = pathlib.Path(args.export_dir)
+    if args.config_only:
+        if args.model_dir:
+            raise ValueError("--config-only rewrites models.config only: drop --model-dir.")
+        _write_config(export_dir, args, write_models_config)
+        return 0
+    if not args.model_dir:
+        raise ValueError("--model-dir is required (or --config-only).")
+
+    model_path = find_model_file(args.model_dir)
+    frontend, label_names, name, metadata = resolve_export_inputs(model_path, args)
+
+    import keras
+
+    from ser_keras.export.saved_model import export_saved_model, load_metadata
+
+    failures = _register_keras_objects()
+    try:
+        model = keras.models.load_model(str(model_path), compile=False)
+    except Exception as error:
+        hint = f" Modules that failed to import: {failures}." if failures else ""
+        raise ValueError(f"Cannot load {model_path}: {type(error).__name__}: {error}.{hint}") from (
+            error
+        )
+    print(f"Exporting {model_path} ({type(model).__name__}) as {name!r} ...", flush=True)
+    path = export_saved_model(
+        model,
+        export_dir,
+        name,
+        frontend=frontend,
+        label_names=label_names,
+        version=args.version,
+        metadata=metadata,
+        verify=not args.no_verify,
+    )
+    document = load_metadata(path)
+    print(f"Exported to {path}" + ("" if args.no_verify else " (verified against the model)"))
+    frontend_info = document["frontend"]
+    print(
+        f"  front-end: preset {frontend_info['preset']!r}"
+        + (f" with {frontend_info['overrides']}" if frontend_info["overrides"] else "")
+        + f", {document['sample_rate']} Hz"
+    )
+    for signature, spec in document["signatures"].items():
+        inputs = ", ".join(f"{k} {v}" for k, v in spec["inputs"].items())
+        print(f"  signature {signature}: {inputs} -> {', '.join(spec['outputs'])}")
+    for task, info in document["tasks"].items():
+        if info["label_names"]:
+            print(f"  {task} labels: {', '.join(info['label_names'])}")
+
+    found = _write_config(export_dir, args, write_models_config)
+    print("\n" + serving_instructions(found, name, args))
+    return 0
+
+
+def serving_instructions(found, name, args) -> str:
+    """How to start TF Serving on the export folder and call `name` (printed at the end)."""
+    config = found.config_path
+    if args.host_paths:
+        server = (
+            f"  tensorflow_model_server --port=8500 --rest_api_port=8501 "
+            f"--model_config_file={config.resolve()}"
+        )
+    else:
+        root = args.serving_root.rstrip("/") or "/"
+        server = (
+            "  docker run -p 8500:8500 -p 8501:8501 "
+            f"--mount type=bind,source={found.base_dir.resolve()},target={root} "
+            f"tensorflow/serving --model_config_file={root.rstrip('/')}/{config.name}"
+        )
+    return (
+        "Serve every model of the folder with TF Serving:\n"
+        + server
+        + "\nand call it (16 kHz mono float32 samples; lengths = true sample counts):\n"
+        f"  curl -X POST http://localhost:8501/v1/models/{name}:predict -d "
+        '\'{"signature_name": "serving_default", "inputs": '
+        '{"waveform": [[0.0, 0.01, -0.02, ...]], "lengths": [16000]}}\''
+    )
+
+
+def _write_config(export_dir, args, write_models_config):
+    found = write_models_config(
+        export_dir,
+        serving_root=None if args.host_paths else args.serving_root,
+        version_policy=args.serve_versions,
+    )
+    listed = ", ".join(f"{name} (versions {versions})" for name, versions in found.models.items())
+    print(f"Wrote {found.config_path}: {listed}")
+    for entry in found.skipped:
+        print(f"  left out {entry.path}: {entry.reason}")
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())
