@@ -25,7 +25,14 @@ def live_figures():
     from matplotlib.figure import Figure
 
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, Figure)]
+    figures = []
+    for candidate in gc.get_objects():
+        try:
+            if isinstance(candidate, Figure):
+                figures.append(candidate)
+        except ReferenceError:  # a dead weak proxy among the tracked objects
+            continue
+    return figures
 
 
 def test_write_json_atomic_converts_numpy_and_nan(tmp_path):
