@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the preset's).",
     )
     parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
+    from ser_keras.training.distribute import add_strategy_argument
+
+    add_strategy_argument(parser)
     return parser
 
 
@@ -224,6 +227,10 @@ def run(args) -> int:
     from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
 
+    from ser_keras.training.distribute import get_strategy, per_replica_batch_size
+
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
+    strategy = get_strategy(args.strategy) if args.strategy != "none" else None
     settings = _parse_settings(args.settings)
     preset = dict(PRESETS[args.preset])
     if args.synthetic_per_emotion is not None:
@@ -235,6 +242,8 @@ def run(args) -> int:
         preset["synthetic_emodb_per_emotion"] = max(1, args.synthetic_per_emotion // 2)
     epochs = args.epochs or preset["epochs"]
     batch_size = args.batch_size or preset["batch_size"]
+    if strategy is not None:
+        per_replica_batch_size(batch_size, strategy)  # the global batch must split evenly
     if args.folds is not None and args.folds < 1:
         raise ValueError(f"--folds must be at least 1. Received: {args.folds}")
     num_folds = args.folds if args.folds is not None else preset["folds"]
@@ -414,6 +423,7 @@ def run(args) -> int:
                 seed=args.seed,
                 patience=preset["patience"],
                 verbose=0 if args.quiet else 2,
+                strategy=strategy,
             )
             if not done:
                 write_export_sidecar(

@@ -32,6 +32,15 @@ Choices where the paper is silent or inconsistent (named where they are made):
 * the CNN baseline is the encoder + emotion classifier (the multi-task CNN of
   Table 3, with two shared convolutions, is not reproduced).
 
+Under `tf.distribute` every phase's loss is this replica's share of the loss
+on the global batch (`ser_keras.training.distribute.global_batch_mean`; the
+masked classification losses divide by the global number of labelled
+samples), so the SUM all-reduce of each phase's gradients is the
+single-device gradient on the global batch, for any split of the batch
+(a replica left without samples contributes 0, not NaN); the prior samples
+are drawn from a separate stream on each replica. Batch normalisation uses
+each replica's statistics unless `synchronize_batch_norm` was applied.
+
 This module uses `tf.GradientTape` for the per-phase updates, so it runs on
 the TensorFlow backend.
 
@@ -49,6 +58,7 @@ import tensorflow as tf
 from keras import ops
 
 from ser_keras.models import aae_mtl
+from ser_keras.training.distribute import global_batch_mean, replica_context, replica_seed
 from ser_keras.training.losses import masked_sparse_categorical_crossentropy_sum
 from ser_keras.training.metrics import MaskedAccuracy, UnweightedAccuracy
 
@@ -110,15 +120,6 @@ def _paper_optimizer() -> keras.optimizers.Optimizer:
 def _fresh_copy(optimizer) -> keras.optimizers.Optimizer:
     optimizer = keras.optimizers.get(optimizer)
     return optimizer.__class__.from_config(optimizer.get_config())
-
-
-def _replica_context():
-    """`(num_replicas, replica_context)`; `(1, None)` outside a multi-replica `strategy.run`."""
-    strategy = tf.distribute.get_strategy()
-    context = tf.distribute.get_replica_context()
-    if strategy.num_replicas_in_sync > 1 and context is not None:
-        return strategy.num_replicas_in_sync, context
-    return 1, None
 
 
 @keras.saving.register_keras_serializable(package="ser_keras")
@@ -434,7 +435,11 @@ class AAEMultiTaskModel(keras.Model):
 
     @property
     def metrics(self):
-        return list(self._trackers.values())
+        # Only the trackers the steps report: Keras reads the epoch's results
+        # from `metrics` (aggregated over replicas) only when their names are
+        # the keys the step returns, and otherwise keeps the first replica's
+        # logs (wrong under tf.distribute, e.g. in `pretrain_auxiliary`).
+        return [tracker for name, tracker in self._trackers.items() if self._tracker_active(name)]
 
     def _segments(self, x):
         if isinstance(x, dict):
@@ -464,18 +469,32 @@ class AAEMultiTaskModel(keras.Model):
             )
         return {task: ops.reshape(ops.cast(y[task], "int32"), (-1,)) for task in tasks}
 
+    # The three loss functions below return this replica's share of the loss
+    # on the global batch (the loss itself on one device), see
+    # `ser_keras.training.distribute.global_batch_mean`.
+
     def _reconstruction_loss(self, x, x_hat):
         # Eq. 3 writes the squared L2 norm; we average over the segment's
         # elements (mean squared error) so that the loss does not grow with
         # the segment size (deviation: a constant factor num_frames *
         # num_mels, absorbed by alpha and the learning rate).
-        return ops.mean(ops.square(ops.cast(x, "float32") - ops.cast(x_hat, "float32")))
+        return global_batch_mean(ops.square(ops.cast(x, "float32") - ops.cast(x_hat, "float32")))
+
+    def _prior_samples(self, shape):
+        """Samples of the prior N(0, prior_stddev^2 I), a separate stream per replica."""
+        _, context = replica_context()
+        if context is None:
+            return self.prior_stddev * keras.random.normal(
+                shape, dtype="float32", seed=self.seed_generator
+            )
+        # keras.random would draw the same samples on every replica (they
+        # share the generator's mirrored state): fold the replica id in.
+        seed = replica_seed(self.seed_generator.next())
+        return self.prior_stddev * tf.random.stateless_normal(shape, seed=seed, dtype="float32")
 
     def _discriminator_loss(self, code, training):
         code = ops.cast(code, "float32")
-        prior = self.prior_stddev * keras.random.normal(
-            ops.shape(code), dtype="float32", seed=self.seed_generator
-        )
+        prior = self._prior_samples(ops.shape(code))
         batch = ops.shape(code)[0]
         both = ops.concatenate([prior, code], axis=0)
         labels = ops.concatenate(
@@ -485,7 +504,7 @@ class AAEMultiTaskModel(keras.Model):
         # Eq. 4: maximise E[log D(d)] + E[log(1 - D(E(x)))], i.e. minimise the
         # cross-entropy of "real" (1) for prior samples plus that of "fake" (0)
         # for codes: twice the mean over the 2 * batch samples.
-        return 2.0 * ops.mean(ops.sparse_categorical_crossentropy(labels, probabilities))
+        return 2.0 * global_batch_mean(ops.sparse_categorical_crossentropy(labels, probabilities))
 
     def _generator_loss(self, code, training):
         probabilities = ops.cast(self.discriminator(code, training=training), "float32")
@@ -493,9 +512,9 @@ class AAEMultiTaskModel(keras.Model):
         if self.generator_loss == "minimax":
             # Eq. 5, first term: minimise E[log(1 - D(E(x)))] = -CE(fake).
             fake = ops.zeros((batch,), dtype="int32")
-            return -ops.mean(ops.sparse_categorical_crossentropy(fake, probabilities))
+            return -global_batch_mean(ops.sparse_categorical_crossentropy(fake, probabilities))
         real = ops.ones((batch,), dtype="int32")
-        return ops.mean(ops.sparse_categorical_crossentropy(real, probabilities))
+        return global_batch_mean(ops.sparse_categorical_crossentropy(real, probabilities))
 
     def _classification_terms(self, code, labels, training):
         """L_c's replica share and, per task, (masked mean, global labelled count).
@@ -504,7 +523,7 @@ class AAEMultiTaskModel(keras.Model):
         labelled samples of the global batch, so the replicas' shares add up
         to the global masked mean (see `ser_keras.training.losses`).
         """
-        num_replicas, context = _replica_context()
+        num_replicas, context = replica_context()
         weights = self.task_weights(tuple(labels))
         probabilities = {}
         terms = {}
@@ -568,7 +587,7 @@ class AAEMultiTaskModel(keras.Model):
 
     def train_step(self, data):
         x, labels = self._unpack(data)
-        num_replicas, _ = _replica_context()
+        num_replicas, _ = replica_context()
         phases = self._active_phases
         values = {}
         total = ops.zeros((), dtype="float32")
@@ -579,10 +598,12 @@ class AAEMultiTaskModel(keras.Model):
             with tf.GradientTape() as tape:
                 x_hat = self.decoder(self.encoder(x, training=True), training=True)
                 reconstruction = self._reconstruction_loss(x, x_hat)
-                share = self.alpha * reconstruction / num_replicas
+                share = self.alpha * reconstruction
             self._apply(self.reconstruction_optimizer, tape, share, variables)
-            values["reconstruction_loss"] = (reconstruction, None)
-            total = total + self.alpha * reconstruction
+            # Replica shares times the number of replicas: the trackers'
+            # cross-replica mean is then the global value.
+            values["reconstruction_loss"] = (reconstruction * num_replicas, None)
+            total = total + share * num_replicas
 
         # Phase 2 -- regularisation: the discriminator, then the encoder as
         # generator with the discriminator fixed. The discriminator update
@@ -596,19 +617,17 @@ class AAEMultiTaskModel(keras.Model):
                         discriminator = self._discriminator_loss(
                             ops.stop_gradient(code), training=True
                         )
-                        share = discriminator / num_replicas
                     self._apply(
                         self.discriminator_optimizer,
                         discriminator_tape,
-                        share,
+                        discriminator,
                         variables["discriminator"],
                     )
                 generator = self._generator_loss(code, training=True)
-                share = generator / num_replicas
             # Only the encoder's variables receive this gradient.
-            self._apply(self.generator_optimizer, generator_tape, share, variables["generator"])
-            values["discriminator_loss"] = (discriminator, None)
-            values["generator_loss"] = (generator, None)
+            self._apply(self.generator_optimizer, generator_tape, generator, variables["generator"])
+            values["discriminator_loss"] = (discriminator * num_replicas, None)
+            values["generator_loss"] = (generator * num_replicas, None)
 
         # Phase 3 -- classification: encoder + classifiers minimise L_c (Eq. 2).
         probabilities = {}
@@ -630,18 +649,20 @@ class AAEMultiTaskModel(keras.Model):
 
     def test_step(self, data):
         x, labels = self._unpack(data)
-        num_replicas, _ = _replica_context()
+        num_replicas, _ = replica_context()
         phases = self._active_phases
         values = {}
         total = ops.zeros((), dtype="float32")
         code = self.encoder(x, training=False)
         if "reconstruction" in phases:
             reconstruction = self._reconstruction_loss(x, self.decoder(code, training=False))
-            values["reconstruction_loss"] = (reconstruction, None)
-            total = total + self.alpha * reconstruction
+            values["reconstruction_loss"] = (reconstruction * num_replicas, None)
+            total = total + self.alpha * reconstruction * num_replicas
         if "regularisation" in phases:
-            values["discriminator_loss"] = (self._discriminator_loss(code, training=False), None)
-            values["generator_loss"] = (self._generator_loss(code, training=False), None)
+            discriminator = self._discriminator_loss(code, training=False)
+            generator = self._generator_loss(code, training=False)
+            values["discriminator_loss"] = (discriminator * num_replicas, None)
+            values["generator_loss"] = (generator * num_replicas, None)
         probabilities = {}
         if labels:
             share, terms, probabilities = self._classification_terms(code, labels, training=False)

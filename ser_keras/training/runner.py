@@ -145,8 +145,13 @@ def fit_and_evaluate(
 
     keras.utils.set_random_seed(seed)
     if strategy is not None:
+        from ser_keras.training.distribute import num_replicas, synchronize_batch_norm
+
         with strategy.scope():
             model = build_model()
+            if num_replicas(strategy) > 1:
+                # Batch statistics of the global batch, as on one device.
+                synchronize_batch_norm(model)
     else:
         model = build_model()
 
