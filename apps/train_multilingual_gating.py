@@ -1010,7 +1010,7 @@ def _write_reports(out_dir, results, languages):
                 {lang: dict(weights) for lang, weights in multigate_gates.items()},
                 out_dir / "gate_weights.png",
                 metrics=list(experts),
-                title="Mean gate weight per language and expert (%)",
+                title="Figure 4(b): mean gate weight per language and expert (%)",
             )
     for language, matrix in results["connections"].items():
         rows = [

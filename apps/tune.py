@@ -1,0 +1,709 @@
+"""KerasTuner search over the hyperparameters of a model family.
+
+Searches the space of `ser_keras.tuning.hypermodels` (loss weights from the
+papers' ranges, dropout, widths, learning rate; defaults = the papers'
+values) for one of
+
+- `attention_cnn_blstm`: Fu et al.'s attention CNN-BLSTM with its speaker head
+  (paper 004; `--single-task` drops the head);
+- `resnet_lstm_mtl`: Latif et al.'s ResNet-LSTM with language and domain
+  heads (paper 000; binary valence by default);
+- `aae_mtl`: Latif et al.'s multi-task semi-supervised adversarial
+  autoencoder (paper 002; emotion, speaker and gender heads),
+
+maximising the validation emotion UA (`val_emotion_ua`). The first corpus's
+first speaker (or `--test-speaker`) is held out as the test speaker and never
+reaches the tuner. Validation (`--objective`):
+
+- `validation_speakers` (default): `--validation-speakers` speakers of the
+  first corpus, held out of training, score every trial;
+- `speaker_folds`: the training speakers are dealt into `--cv-folds` groups
+  and each trial scores the mean over folds of the best validation UA, one
+  model per fold (slower, less noisy).
+
+The search state lives in `<directory>/<project-name>/` (KerasTuner's
+trials, oracle and checkpoints, plus `run_config.json`); an interrupted
+search continues with `--resume` (finished trials are kept, the interrupted
+one runs again). At the end the best hyperparameters are printed and written
+to `best_hyperparameters.json` (with the model arguments they build at the
+chosen preset), and every trial to `trials.md` and `trials.json`. A trial
+that fails makes the program exit with status 1 and name it (KerasTuner
+alone would still report a "best" set).
+
+With no `--data` it generates (once, cached) small synthetic corpora with
+eSpeak NG: SAVEE-shaped English for the attention CNN-BLSTM, the same plus
+unlabelled French speech for the ResNet-LSTM, EMO-DB-shaped German for the
+AAE. `--preset quick` (default) tunes the CPU presets of the models (widths
+scaled down; the hyperparameters keep the papers' units) for a few epochs.
+
+    python -m apps.tune --model attention_cnn_blstm --tuner random --max-trials 3
+    python -m apps.tune --model resnet_lstm_mtl --tuner bayesian --max-trials 30 \\
+        --data iemocap:~/IEMOCAP folder:de:~/voxforge/de --preset paper
+    python -m apps.tune --model aae_mtl --tuner hyperband --max-trials 40 \\
+        --data emodb:~/emodb --objective speaker_folds --resume
+
+Reference:
+    Fu et al., EUSIPCO 2020 (paper 004); Latif et al., cross-language SER
+    with unlabelled data (paper 000), Section 3.2; Latif et al., IEEE Trans.
+    Affective Computing 2020 (paper 002), Section 5.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS = ("attention_cnn_blstm", "resnet_lstm_mtl", "aae_mtl")
+OBJECTIVES = ("validation_speakers", "speaker_folds")
+
+# Per model family: front-end preset, paper batch size, architecture preset,
+# epochs and early-stopping patience of each run preset. "paper" holds the
+# papers' numbers (004: batch 64, 300 epochs; 002: batch 32, restore-best-and-
+# halve after 5 epochs, SGD; 000 gives no schedule: the 100 epochs and
+# patience 20 of apps.train_crosslang_valence, our choice). "quick" is a
+# REDUCED configuration for a CPU: the models' CPU presets and a few epochs.
+FAMILIES = {
+    "attention_cnn_blstm": {
+        "frontend": "fu2021",
+        "batch_size": 64,
+        "quick": {"model_preset": "fu2021_cpu", "epochs": 10, "patience": None},
+        "paper": {"model_preset": "fu2021", "epochs": 300, "patience": 30},
+    },
+    "resnet_lstm_mtl": {
+        "frontend": "latif_6s",
+        "batch_size": 32,
+        "quick": {"model_preset": "latif_crosslang_cpu", "epochs": 6, "patience": None},
+        "paper": {"model_preset": "latif_crosslang", "epochs": 100, "patience": 20},
+    },
+    "aae_mtl": {
+        "frontend": "latif",
+        "batch_size": 32,
+        "quick": {"model_preset": "cpu_small", "epochs": 6, "patience": None},
+        "paper": {"model_preset": "latif2020", "epochs": 300, "patience": 5},
+    },
+}
+
+# Utterances per speaker and emotion of the synthetic corpora.
+SYNTHETIC_PER_EMOTION = {"quick": 3, "paper": 15}
+
+# Emotion label map of each corpus kind (the first --data corpus decides),
+# unless --label-map is given; the ResNet-LSTM uses binary valence (paper 000).
+DEFAULT_LABEL_MAPS = {
+    "savee": "savee7",
+    "emodb": "emodb7",
+    "emovo": "savee7",
+    "iemocap": "four_class",
+    "urdu": "four_class",
+    "ravdess": "ravdess8",
+    "turev": "turev4",
+}
+GENDERS = ("female", "male")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m apps.tune",
+        description=(
+            "KerasTuner search over a model family's hyperparameters, maximising the "
+            "validation emotion UA on speakers held out of training. Without --data, "
+            "synthetic eSpeak NG corpora are generated and cached."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", choices=MODELS, required=True, help="Model family to tune.")
+    parser.add_argument(
+        "--tuner", choices=("random", "bayesian", "hyperband"), default="random",
+        help="Search algorithm (KerasTuner RandomSearch, BayesianOptimization, Hyperband).",
+    )
+    parser.add_argument(
+        "--max-trials", type=int, default=3,
+        help="Number of trials. Hyperband's schedule follows --epochs and "
+        "--hyperband-factor; --max-trials caps it.",
+    )
+    parser.add_argument(
+        "--data", nargs="+", action="extend", metavar="KIND:DIR",
+        help="Corpora, e.g. savee:~/SAVEE emodb:~/emodb folder:fr:~/voxforge/fr. The first "
+        "one's speakers are tested and validated; the others (and utterances without an "
+        "emotion label) only train. Default: synthetic corpora.",
+    )
+    parser.add_argument(
+        "--label-map",
+        help="Emotion label map (ser_keras.corpora.labels). Default: binary_valence for "
+        "resnet_lstm_mtl, else the first corpus's own labels (savee7, emodb7, ...).",
+    )
+    parser.add_argument(
+        "--objective", choices=OBJECTIVES, default="validation_speakers",
+        help="validation_speakers: UA on held-out training speakers; speaker_folds: mean UA "
+        "over --cv-folds folds of the training speakers.",
+    )
+    parser.add_argument(
+        "--cv-folds", type=int, default=3, help="Folds of the speaker_folds objective."
+    )
+    parser.add_argument(
+        "--validation-speakers", type=int, default=1,
+        help="Speakers held out for the validation_speakers objective.",
+    )
+    parser.add_argument(
+        "--test-speaker",
+        help="Speaker (of the first corpus) kept out of the search, as named by the corpus "
+        "(e.g. DC). Default: the first speaker.",
+    )
+    parser.add_argument(
+        "--preset", choices=("quick", "paper"), default="quick",
+        help="quick: the models' CPU presets and a few epochs (REDUCED); paper: the papers' "
+        "sizes and schedules.",
+    )
+    parser.add_argument("--epochs", type=int, help="Epochs per trial (default: the preset's).")
+    parser.add_argument(
+        "--batch-size", type=int,
+        help="Batch size (default: the paper's); the global batch under --strategy.",
+    )
+    parser.add_argument(
+        "--patience", type=int,
+        help="Early stopping on val_emotion_ua after this many epochs without improvement "
+        "(aae_mtl: restore the best weights and halve the learning rate, as paper 002). "
+        "Default: the preset's.",
+    )
+    parser.add_argument(
+        "--single-task", action="store_true",
+        help="attention_cnn_blstm without its speaker head.",
+    )
+    parser.add_argument(
+        "--hyperband-factor", type=int, default=3, help="Hyperband's reduction factor."
+    )
+    from ser_keras.training.distribute import add_strategy_argument
+
+    add_strategy_argument(parser)  # --strategy none|mirrored|multiworker
+    parser.add_argument(
+        "--directory", default="runs/tune", help="Folder of the search projects."
+    )
+    parser.add_argument(
+        "--project-name", help="Project folder inside --directory (default: the model name)."
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="Continue the search in the project folder (KerasTuner overwrite=False).",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
+    parser.add_argument(
+        "--cache-dir",
+        help="Waveform and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
+        "~/.cache/ser_keras).",
+    )
+    parser.add_argument(
+        "--synthetic-per-emotion", type=int,
+        help="Synthetic corpora: utterances per speaker and emotion (default: the preset's).",
+    )
+    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------------------
+# Arguments and data
+
+
+def _check_arguments(args):
+    for name, value, minimum in (
+        ("--max-trials", args.max_trials, 1),
+        ("--cv-folds", args.cv_folds, 2),
+        ("--validation-speakers", args.validation_speakers, 1),
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--patience", args.patience, 1),
+        ("--hyperband-factor", args.hyperband_factor, 2),
+        ("--seed", args.seed, 0),
+        ("--synthetic-per-emotion", args.synthetic_per_emotion, 1),
+    ):
+        if value is not None and value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}. Received: {value}")
+    if args.single_task and args.model != "attention_cnn_blstm":
+        raise ValueError(
+            f"--single-task applies to attention_cnn_blstm only. Received: --model {args.model}"
+        )
+
+
+def _corpus_specs(args, cache_dir):
+    """(specs, description): the --data corpora, or the synthetic defaults."""
+    from ser_keras.audio import synthetic
+    from ser_keras.corpora.spec import CorpusSpec, parse_corpus_spec
+
+    if args.data:
+        specs = [parse_corpus_spec(text) for text in args.data]
+        for text, spec in zip(args.data, specs, strict=True):
+            if not spec.directory.exists():
+                raise ValueError(f"--data {text}: corpus folder not found: {spec.directory}")
+        return specs, ", ".join(f"{spec.kind}:{spec.directory}" for spec in specs)
+
+    per_emotion = args.synthetic_per_emotion or SYNTHETIC_PER_EMOTION[args.preset]
+    root = pathlib.Path(cache_dir) / "synthetic"
+    print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
+    if args.model == "aae_mtl":
+        # EMO-DB's layout has ten speakers of both genders (speaker and gender heads).
+        emodb_dir = root / f"emodb_seed{args.seed}_n{per_emotion}"
+        synthetic.make_emodb_corpus(emodb_dir, seed=args.seed, per_emotion=per_emotion)
+        return [CorpusSpec("emodb", emodb_dir)], "synthetic (eSpeak NG) EMO-DB-shaped corpus"
+    savee_dir = root / f"savee_seed{args.seed}_n{per_emotion}"
+    synthetic.make_savee_corpus(savee_dir, seed=args.seed, per_emotion=per_emotion)
+    specs = [CorpusSpec("savee", savee_dir)]
+    description = "synthetic (eSpeak NG) SAVEE-shaped corpus"
+    if args.model == "resnet_lstm_mtl":
+        # Unlabelled speech in a second language: the language and domain heads.
+        per_speaker = 2 * per_emotion
+        folder = root / f"folder_fr_seed{args.seed}_n{per_speaker}"
+        synthetic.make_folder_corpus(
+            folder, "fr", seed=args.seed, num_speakers=4, per_speaker=per_speaker
+        )
+        specs.append(CorpusSpec("folder", folder, "fr"))
+        description += " + unlabelled French speech"
+    return specs, description
+
+
+def _load(specs, cache_dir, quiet):
+    """Loads every corpus through the waveform cache; returns (utterances, waveforms, skipped)."""
+    from ser_keras.data.cache import WaveformCache
+
+    cache = WaveformCache(pathlib.Path(cache_dir) / "waveforms")
+    utterances, waveforms, skipped = [], [], {}
+    for spec in specs:
+        listing = spec.load()
+        cached = cache.load(listing.utterances, progress=not quiet)
+        name = f"{spec.kind}:{spec.directory}"
+        entries = list(listing.skipped) + list(cached.skipped)
+        if entries:
+            print(f"  {name}: skipped {len(entries)} file(s):")
+            for entry in entries[:20]:
+                print(f"    {entry.path}: {entry.reason}")
+            if len(entries) > 20:
+                print(f"    ... and {len(entries) - 20} more (see skipped.json)")
+        for warning in listing.warnings:
+            print(f"  {name}: warning: {warning.path}: {warning.reason}")
+        skipped[name] = [entry.to_dict() for entry in entries]
+        if not cached.utterances:
+            raise ValueError(f"No usable audio in {spec.directory} ({spec.kind}).")
+        print(
+            f"  {name}: {len(cached.utterances)} utterances of "
+            f"{len({u.speaker_id for u in cached.utterances})} speakers"
+        )
+        utterances += cached.utterances
+        waveforms += cached.waveforms
+    return utterances, waveforms, skipped
+
+
+def _class_index(values, rows):
+    """Int labels of `values` (one per utterance) over the classes seen in `rows`; -1 elsewhere."""
+    import numpy as np
+
+    classes = sorted({values[i] for i in rows if values[i] is not None})
+    lookup = {value: number for number, value in enumerate(classes)}
+    return np.array([lookup.get(value, -1) for value in values], dtype=np.int32), classes
+
+
+def _task_labels(args, utterances, emotion, training_rows):
+    """Labels per utterance of every task of the model, and the classes of each task."""
+    import numpy as np
+
+    labels = {"emotion": emotion}
+    classes = {}
+    if args.model == "attention_cnn_blstm" and not args.single_task:
+        labels["speaker"], classes["speaker"] = _class_index(
+            [u.speaker_id for u in utterances], training_rows
+        )
+    elif args.model == "resnet_lstm_mtl":
+        languages, names = _class_index([u.language for u in utterances], training_rows)
+        if len(names) >= 2:
+            labels["language"], classes["language"] = languages, names
+        else:
+            print(f"  one language in training ({names}): no language head")
+        labelled = emotion[training_rows] >= 0
+        if labelled.any() and not labelled.all():
+            labels["domain"] = np.where(emotion >= 0, 0, 1).astype(np.int32)
+            classes["domain"] = ["labelled", "unlabelled"]
+        else:
+            print("  no unlabelled speech in training: no domain head")
+    elif args.model == "aae_mtl":
+        speakers, names = _class_index([u.speaker_id for u in utterances], training_rows)
+        if len(names) >= 2:
+            labels["speaker"], classes["speaker"] = speakers, names
+        genders = [u.gender if u.gender in GENDERS else None for u in utterances]
+        gender_labels, names = _class_index(genders, training_rows)
+        if len(names) >= 2:
+            labels["gender"], classes["gender"] = gender_labels, names
+        else:
+            print(f"  genders in training: {names}: no gender head")
+    return labels, classes
+
+
+def _hypermodel(args, model_preset, num_emotions, classes, input_shape):
+    from ser_keras.tuning import hypermodels
+
+    num_frames, num_mels = input_shape
+    if args.model == "attention_cnn_blstm":
+        return hypermodels.AttentionCNNBLSTMHyperModel(
+            num_emotions=num_emotions,
+            num_speakers=len(classes.get("speaker", ())),
+            preset=model_preset,
+            num_frames=num_frames,
+            num_mels=num_mels,
+        )
+    if args.model == "resnet_lstm_mtl":
+        return hypermodels.ResNetLSTMHyperModel(
+            num_emotions=num_emotions,
+            num_languages=len(classes.get("language", ())),
+            use_domain_head="domain" in classes,
+            preset=model_preset,
+            num_frames=num_frames,
+            num_mels=num_mels,
+        )
+    num_classes = {"emotion": num_emotions}
+    num_classes.update({task: len(names) for task, names in classes.items()})
+    return hypermodels.AAEMultiTaskHyperModel(
+        num_classes,
+        variant="aae_mtl" if len(num_classes) > 1 else "aae_stl",
+        preset=model_preset,
+        seed=args.seed,
+    )
+
+
+def _strategy(name):
+    """The tuner's `distribution_strategy`: None for "none" (KerasTuner's plain path)."""
+    from ser_keras.training.distribute import get_strategy
+
+    return None if name == "none" else get_strategy(name)
+
+
+# ---------------------------------------------------------------------------
+# Run
+
+
+def run(args) -> int:
+    import keras
+    import numpy as np
+
+    from ser_keras.corpora.labels import get_label_map
+    from ser_keras.data.cache import default_cache_dir
+    from ser_keras.data.pipeline import compute_features
+    from ser_keras.data.splits import leave_one_speaker_out
+    from ser_keras.evaluation import reports
+    from ser_keras.features.logmel import LogMel
+    from ser_keras.training.distribute import is_chief, worker_output_dir
+    from ser_keras.training.runner import RunState
+    from ser_keras.tuning import search
+    from ser_keras.tuning.hypermodels import validation_labels
+
+    _check_arguments(args)
+    family = FAMILIES[args.model]
+    settings = dict(family[args.preset])
+    epochs = args.epochs or settings["epochs"]
+    batch_size = args.batch_size or family["batch_size"]
+    patience = args.patience if args.patience is not None else settings["patience"]
+    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
+    # MultiWorkerMirroredStrategy must exist before other TensorFlow operations run.
+    strategy = _strategy(args.strategy)
+    # On a multi-worker cluster every worker runs the same trials; only the
+    # chief's project folder holds the results, the others get their own.
+    directory = worker_output_dir(args.directory, strategy)
+    chief = is_chief(strategy)
+    project_name = args.project_name or args.model
+    project_dir = directory / project_name
+    if project_dir.exists() and not args.resume:
+        raise ValueError(
+            f"{project_dir} already holds a search. Pass --resume to continue it, or choose "
+            "another --directory or --project-name."
+        )
+    started = time.time()
+
+    specs, data_description = _corpus_specs(args, cache_dir)
+    label_map_name = args.label_map or (
+        "binary_valence"
+        if args.model == "resnet_lstm_mtl"
+        else DEFAULT_LABEL_MAPS.get(specs[0].kind)
+    )
+    if label_map_name is None:
+        raise ValueError(
+            f"No default label map for a {specs[0].kind!r} corpus; pass --label-map."
+        )
+    label_map = get_label_map(label_map_name)
+    print(
+        f"Data: {data_description}; emotion classes ({label_map.name}): "
+        f"{list(label_map.classes)}"
+    )
+    print(
+        f"Search: {args.tuner}, at most {args.max_trials} trials of {args.model} "
+        f"(architecture preset {settings['model_preset']!r}), {epochs} epochs, batch "
+        f"{batch_size}, objective {args.objective}"
+        + (f", patience {patience}" if patience else "")
+        + (
+            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
+            if args.preset == "quick"
+            else ""
+        ),
+        flush=True,
+    )
+
+    utterances, waveforms, skipped = _load(specs, cache_dir, args.quiet)
+    emotion = label_map.encode(utterances).astype(np.int32)
+    unmapped = label_map.unmapped_counts(utterances)
+    if unmapped:
+        print(f"  labels outside {label_map.name} (no emotion label, auxiliary tasks only): "
+              f"{unmapped}")
+    primary_corpus = utterances[0].corpus
+
+    # === The held-out test speaker and the tuning pool ===
+    folds = leave_one_speaker_out(
+        utterances,
+        test_corpus=primary_corpus,
+        validation="speaker" if args.objective == "validation_speakers" else "none",
+        num_validation_speakers=args.validation_speakers,
+        seed=args.seed,
+        labels=emotion,
+    )
+    fold = folds[0]
+    if args.test_speaker is not None:
+        wanted = [f for f in folds if args.test_speaker in
+                  {s.split(":", 1)[-1] for s in f.test_speakers} | set(f.test_speakers)]
+        if not wanted:
+            available = sorted(s for f in folds for s in f.test_speakers)
+            raise ValueError(
+                f"--test-speaker {args.test_speaker!r} is not a labelled speaker of "
+                f"{primary_corpus}; available: {available}"
+            )
+        fold = wanted[0]
+    pool = np.sort(np.concatenate([fold.train, fold.validation]))
+    if args.objective == "validation_speakers":
+        parts = [(fold.train, fold.validation)]
+        print(f"Test speaker(s), never searched on: {list(fold.test_speakers)}; validation "
+              f"speaker(s): {list(fold.validation_speakers)}")
+    else:
+        cv = search.speaker_validation_folds(
+            utterances, pool, args.cv_folds, test_corpus=primary_corpus, labels=emotion,
+            seed=args.seed,
+        )
+        parts = [(f.train, f.validation) for f in cv]
+        print(f"Test speaker(s), never searched on: {list(fold.test_speakers)}; validation "
+              f"folds: {[list(f.validation_speakers) for f in cv]}")
+    training_rows = np.unique(np.concatenate([train for train, _ in parts]))
+    labels, classes = _task_labels(args, utterances, emotion, training_rows)
+
+    # Utterances that carry no label of any task teach nothing.
+    useful = np.zeros(len(utterances), dtype=bool)
+    for values in labels.values():
+        useful |= values >= 0
+    parts = [(train[useful[train]], validation[emotion[validation] >= 0])
+             for train, validation in parts]
+    for number, (train, validation) in enumerate(parts):
+        if train.size == 0 or validation.size == 0:
+            raise ValueError(
+                f"Validation part {number} has {train.size} training and {validation.size} "
+                "validation utterances with labels; give more data or speakers."
+            )
+
+    # === Features ===
+    model_preset = settings["model_preset"]
+    if args.model == "aae_mtl":
+        from ser_keras.features.framing import segment_features
+        from ser_keras.models.aae_mtl import get_preset
+
+        architecture = get_preset(model_preset)
+        frontend = LogMel.from_preset("latif", num_mels=architecture["num_mels"])
+    else:
+        frontend = LogMel.from_preset(family["frontend"])
+    needed = np.unique(np.concatenate([np.concatenate(part) for part in parts]))
+    print(f"Computing {family['frontend']} log-mel features for {needed.size} utterances ...",
+          flush=True)
+    features = compute_features(frontend, [waveforms[i] for i in needed],
+                                progress=not args.quiet)
+    waveforms = None
+    if args.model == "aae_mtl":
+        segments, owner = segment_features(
+            features, segment_length=int(architecture["num_frames"]),
+            pad_value=frontend.pad_value,
+        )
+        row_utterance = needed[owner]
+        inputs = segments
+        print(f"  {len(segments)} segments of {architecture['num_frames']} frames")
+    else:
+        row_utterance = needed
+        inputs = features
+    row_of = {}
+    for row, utterance in enumerate(row_utterance):
+        row_of.setdefault(int(utterance), []).append(row)
+
+    def rows(utterance_indices):
+        return np.array(
+            sorted(r for i in utterance_indices for r in row_of[int(i)]), dtype=np.int64
+        )
+
+    row_labels = {task: values[row_utterance] for task, values in labels.items()}
+    hypermodel = _hypermodel(
+        args, model_preset, label_map.num_classes, classes, inputs.shape[1:]
+    )
+
+    # === Search ===
+    state = RunState(
+        project_dir,
+        {
+            "app": "tune",
+            "model": args.model,
+            "tuner": args.tuner,
+            "objective": args.objective,
+            "cv_folds": args.cv_folds if args.objective == "speaker_folds" else None,
+            "validation_speakers": (
+                args.validation_speakers if args.objective == "validation_speakers" else None
+            ),
+            "data": data_description,
+            "label_map": label_map.name,
+            "preset": args.preset,
+            "model_preset": model_preset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "patience": patience,
+            "single_task": args.single_task,
+            "hyperband_factor": args.hyperband_factor if args.tuner == "hyperband" else None,
+            "seed": args.seed,
+            "test_speakers": list(fold.test_speakers),
+            "num_utterances": len(utterances),
+        },
+        resume=args.resume,
+    )
+    reports.write_json_atomic(state.out_dir / "skipped.json", skipped)
+    keras.utils.set_random_seed(args.seed)
+    tuner = search.make_tuner(
+        args.tuner,
+        hypermodel,
+        max_trials=args.max_trials,
+        directory=directory,
+        project_name=project_name,
+        max_epochs=epochs,
+        hyperband_factor=args.hyperband_factor,
+        seed=args.seed,
+        overwrite=False,
+        distribution_strategy=strategy,
+    )
+    callbacks = []
+    if patience:
+        if args.model == "aae_mtl":
+            from ser_keras.training.callbacks import RestoreBestAndHalveLearningRate
+
+            callbacks.append(RestoreBestAndHalveLearningRate(patience=patience))
+        else:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_emotion_ua", mode="max", patience=patience
+                )
+            )
+    fit_arguments = dict(
+        epochs=epochs, batch_size=batch_size, callbacks=callbacks,
+        verbose=0 if args.quiet else 2,
+    )
+    if args.objective == "validation_speakers":
+        (train, validation), = parts
+        train_rows, validation_rows = rows(train), rows(validation)
+        fit_arguments["validation_data"] = (
+            inputs[validation_rows],
+            validation_labels({t: v[validation_rows] for t, v in row_labels.items()}),
+        )
+        x = inputs[train_rows]
+        y = {task: values[train_rows] for task, values in row_labels.items()}
+    else:
+        pool_rows = rows(np.unique(np.concatenate([np.concatenate(part) for part in parts])))
+        position = {row: number for number, row in enumerate(pool_rows)}
+        fit_arguments["validation_folds"] = [
+            (
+                np.array([position[r] for r in rows(train)], dtype=np.int64),
+                np.array([position[r] for r in rows(validation)], dtype=np.int64),
+            )
+            for train, validation in parts
+        ]
+        x = inputs[pool_rows]
+        y = {task: values[pool_rows] for task, values in row_labels.items()}
+    print(f"Tasks: {', '.join(row_labels)}; {len(x)} training samples"
+          + (f" in {len(parts)} folds" if args.objective == "speaker_folds" else ""), flush=True)
+
+    search_error = None
+    try:
+        tuner.search(x, y, **fit_arguments)
+    except RuntimeError as error:  # KerasTuner gives up after consecutive failed trials
+        search_error = error
+    rows_table = search.trial_table(tuner)
+    if chief:
+        _write_trials(state.out_dir, rows_table)
+    try:
+        if search_error is not None:
+            raise search.TrialFailureError(str(search_error))
+        search.raise_for_failed_trials(tuner)
+    except search.TrialFailureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    best = search.best_trial(tuner)
+    best_values = {k: v for k, v in best.hyperparameters.values.items()
+                   if not k.startswith("tuner/")}
+    result = {
+        "model": args.model,
+        "objective": "val_emotion_ua" + (
+            f" (mean over {len(parts)} speaker folds)" if args.objective == "speaker_folds" else ""
+        ),
+        "score": best.score,
+        "trial_id": best.trial_id,
+        "hyperparameters": best_values,
+        "model_arguments": hypermodel.model_arguments(best.hyperparameters.copy()),
+        "model_preset": model_preset,
+        "test_speakers": list(fold.test_speakers),
+        "num_trials": len(rows_table),
+        "elapsed_seconds": round(time.time() - started, 1),
+    }
+    if chief:
+        reports.write_json_atomic(state.out_dir / "best_hyperparameters.json", result)
+    print(f"\nBest trial {best.trial_id}: val_emotion_ua {100 * best.score:.2f} %")
+    for name, value in best_values.items():
+        print(f"  {name} = {value}")
+    print(f"\nResults in {state.out_dir} ({time.time() - started:.0f} s).")
+    return 0
+
+
+def _write_trials(out_dir, rows):
+    """Prints and writes the trial table (Markdown and JSON)."""
+    from ser_keras.evaluation import reports
+
+    names = []
+    for row in rows:
+        for name in row["hyperparameters"]:
+            if name not in names and name not in ("tuner/trial_id", "tuner/bracket", "tuner/round"):
+                names.append(name)
+    headers = ["trial", "status", "val_emotion_ua (%)", "best epoch"] + names
+    table_rows = []
+    for row in rows:
+        score = None if row["score"] is None else 100 * row["score"]
+        table_rows.append(
+            [row["trial_id"], row["status"], score, row["best_step"]]
+            + [_format(row["hyperparameters"].get(name)) for name in names]
+        )
+    table = reports.markdown_table(headers, table_rows)
+    reports.write_text_atomic(out_dir / "trials.md", "# Trials\n\n" + table + "\n")
+    reports.write_json_atomic(out_dir / "trials.json", rows)
+    print("\n" + table)
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

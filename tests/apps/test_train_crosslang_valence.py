@@ -1,0 +1,143 @@
+import json
+
+import numpy as np
+import pytest
+
+from apps import train_crosslang_valence as app
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _tiny(out, cache_dir, *extra):
+    return [
+        "--synthetic-per-emotion", "1", "--epochs", "1", "--quiet",
+        "--out", str(out), "--cache-dir", str(cache_dir), *extra,
+    ]
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ["--labelled", "--target", "--unlabelled", "--settings", "--target-samples",
+                   "--epochs", "--seed", "--runs", "--out", "--export-dir", "--protocol",
+                   "--labelled-fraction", "--alpha", "--resume"]:
+        assert option in text
+
+
+def test_synthetic_run_writes_table3_results_and_exports(tmp_path, cache_dir, capsys):
+    out = tmp_path / "run"
+    export_dir = tmp_path / "exported"
+    # One setting keeps the test fast; the slow test below runs the others.
+    arguments = _tiny(out, cache_dir, "--settings", "mtl_extra", "--export-dir",
+                      str(export_dir))
+    assert app.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "REDUCED configuration" in printed
+    # Five languages: English labelled, German and Urdu targets, French and
+    # Spanish unlabelled speech.
+    assert "languages de/en/es/fr/ur" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["targets"] == {"emodb": "emodb", "urdu": "urdu"}
+    assert set(results["settings"]) == {"mtl_extra"}
+    for setting in results["settings"].values():
+        assert set(setting) == {"emodb", "urdu"}
+        for entry in setting.values():
+            assert 0.0 <= entry["ua"] <= 100.0 and 0.0 <= entry["wa"] <= 100.0
+            assert [run["seed"] for run in entry["runs"]] == [0]
+    # Every labelled target utterance is scored once (synthetic EMO-DB: 70).
+    assert np.sum(results["settings"]["mtl_extra"]["emodb"]["confusion"]) == 70
+    table = (out / "results.md").read_text()
+    assert "| Model | emodb | urdu |" in table
+    assert "Proposed (with additional data) (paper) | 63.7 | 60.9 |" in table
+    for target in ("emodb", "urdu"):
+        assert (out / f"table3_{target}.png").stat().st_size > 0
+    version = export_dir / "resnet_lstm_mtl" / "1"
+    assert (version / "saved_model.pb").exists()
+    assert results["export"] == str(version)
+
+    # Resuming reuses every finished model and gives the same figures.
+    assert app.main(_tiny(out, cache_dir, "--settings", "mtl_extra", "--no-export",
+                          "--resume")) == 0
+    assert "already finished" in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())
+    assert again["settings"] == results["settings"]
+
+
+def test_mix_reaches_the_labelled_fraction_with_every_labelled_sample():
+    rng = np.random.default_rng(0)
+    labelled, unlabelled = np.arange(10), np.arange(100, 160)
+    # More unlabelled samples than the share needs: a random subset, no repeats.
+    mixed = app._mix(labelled, unlabelled, 0.5, rng)
+    assert sorted(mixed[np.isin(mixed, labelled)]) == list(labelled)
+    subset = mixed[np.isin(mixed, unlabelled)]
+    assert len(subset) == len(set(subset)) == 10
+    # Fewer: every unlabelled sample, then repeats.
+    mixed = app._mix(labelled, unlabelled[:5], 0.25, rng)
+    assert np.isin(mixed, labelled).sum() == 10 and len(mixed) == 40
+    assert set(mixed[10:]) == set(unlabelled[:5])
+    natural = app._mix(labelled, unlabelled, None, rng)
+    assert sorted(natural) == sorted(np.concatenate([labelled, unlabelled]))
+
+
+def test_stratified_target_sample_keeps_class_proportions():
+    labels = np.array([0] * 30 + [1] * 10)
+    chosen = app._stratified_sample(labels, 8, np.random.default_rng(0))
+    assert len(chosen) == len(set(chosen)) == 8
+    assert (labels[chosen] == 0).sum() == 6 and (labels[chosen] == 1).sum() == 2
+    with pytest.raises(ValueError, match="leaves no target utterance"):
+        app._stratified_sample(labels, 40, np.random.default_rng(0))
+
+
+def test_unlabelled_arguments():
+    spec = app._parse_unlabelled_spec("bn:/data/bangla")
+    assert (spec.kind, spec.language, str(spec.directory)) == ("folder", "bn", "/data/bangla")
+    spec = app._parse_unlabelled_spec("librispeech:/data/LibriSpeech")
+    assert (spec.kind, spec.language) == ("librispeech", None)
+    assert app._parse_unlabelled_spec("folder:de:/v/de").language == "de"
+    with pytest.raises(ValueError, match="'/no/language'"):
+        app._parse_unlabelled_spec("/no/language")
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        (["--settings", "stl,bogus"], "bogus"),
+        (["--labelled", "emodb:/tmp"], "--target"),
+        (["--labelled", "emodb:/no/such/emodb", "--target", "urdu:/no/such/urdu",
+          "--settings", "stl"], "/no/such/emodb"),
+        (["--labelled", "emodb:/tmp", "--target", "urdu:/tmp"], "--unlabelled"),
+        (["--target-samples", "25,x"], "25,x"),
+        (["--labelled-fraction", "1.5"], "1.5"),
+        (["--runs", "0"], "--runs"),
+        (["--folds", "0"], "--folds"),
+        (["--label-map", "nine_class"], "nine_class"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):
+    assert app.main(["--out", str(tmp_path / "run"), *arguments]) == 2
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_target_samples_and_within_protocol(tmp_path, cache_dir, capsys):
+    out = tmp_path / "curve"
+    assert app.main(_tiny(out, cache_dir, "--settings", "stl,mtl_no_extra", "--target-samples",
+                          "0,4", "--no-export")) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["settings"]) == {"stl", "mtl_no_extra"}
+    assert set(results["target_samples"]) == {"4"}
+    assert (out / "figure3_target_samples.png").stat().st_size > 0
+    # The 4 added target utterances are not tested.
+    emodb = results["target_samples"]["4"]["mtl_no_extra"]["emodb"]
+    assert np.sum(emodb["confusion"]) == 70 - 4
+
+    within = tmp_path / "within"
+    assert app.main(_tiny(within, cache_dir, "--protocol", "within", "--folds", "1")) == 0
+    results = json.loads((within / "results.json").read_text())
+    assert set(results["within"]) == {"savee", "emodb", "urdu"}
+    assert results["within"]["urdu"]["protocol"].endswith("5 folds")
