@@ -28,6 +28,8 @@ import os
 import pathlib
 import sys
 
+from ser_keras import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Subpackages whose modules register Keras classes a saved model may use.
@@ -35,14 +37,11 @@ _KERAS_OBJECT_PACKAGES = ("features", "layers", "models", "training", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.export",
-        description=(
-            "Export a trained .keras model (features in, probabilities out) behind its "
-            "log-mel front-end as <export-dir>/<name>/<version>/ for TF Serving, and "
-            "rewrite <export-dir>/models.config to list every exported model."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "export",
+        "Export a trained .keras model (features in, probabilities out) behind its "
+        "log-mel front-end as <export-dir>/<name>/<version>/ for TF Serving, and "
+        "rewrite <export-dir>/models.config to list every exported model.",
     )
     parser.add_argument(
         "--model-dir",
@@ -55,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--version",
-        type=_positive_int,
+        type=cli.positive_int,
         help="Version number to write (default: one more than the highest existing).",
     )
     parser.add_argument(
@@ -115,26 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
-
-
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 def find_model_file(path) -> pathlib.Path:

@@ -16,43 +16,22 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import sys
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a non-negative integer, received {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
-    return value
+from ser_keras import cli
+from ser_keras.cli import non_negative_int, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.make_synthetic_corpus",
-        description=(
-            "Generate a synthetic speech corpus with eSpeak NG: emotional speech in "
-            "SAVEE's layout (AudioData/{DC,JE,JK,KL}/a01.wav; 4 male English voices, "
-            "7 emotions) or EMO-DB's (wav/03a01Fa.wav; 10 German voices, 7 emotions), or "
-            "unlabelled speech in one language (<speaker>/<speaker>_001.wav). A manifest.csv "
-            "and a parameter stamp are written beside the audio."
-        ),
+    parser = cli.app_parser(
+        "make_synthetic_corpus",
+        "Generate a synthetic speech corpus with eSpeak NG: emotional speech in "
+        "SAVEE's layout (AudioData/{DC,JE,JK,KL}/a01.wav; 4 male English voices, "
+        "7 emotions) or EMO-DB's (wav/03a01Fa.wav; 10 German voices, 7 emotions), or "
+        "unlabelled speech in one language (<speaker>/<speaker>_001.wav). A manifest.csv "
+        "and a parameter stamp are written beside the audio.",
+        show_defaults=False,
     )
     parser.add_argument(
         "--layout", choices=("savee", "emodb", "folder"), help="Corpus layout to write."
@@ -64,36 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         help="Random seed; the same seed writes identical files (default: 0).",
     )
     parser.add_argument(
         "--per-emotion",
-        type=_positive_int,
+        type=positive_int,
         help="Utterances per speaker and emotion (savee, emodb). "
         "Default: SAVEE's 15, or 8 for emodb (560 files, close to EMO-DB's 535).",
     )
     parser.add_argument(
         "--neutral",
-        type=_positive_int,
+        type=positive_int,
         help="Neutral utterances per speaker (savee). Default: twice --per-emotion, as in SAVEE.",
     )
     parser.add_argument(
         "--num-speakers",
-        type=_positive_int,
+        type=positive_int,
         default=6,
         help="Speakers, alternating male and female voices (folder; default: 6, at most 12).",
     )
     parser.add_argument(
         "--per-speaker",
-        type=_positive_int,
+        type=positive_int,
         default=12,
         help="Utterances per speaker (folder; default: 12).",
     )
     parser.add_argument(
         "--sample-rate",
-        type=_positive_int,
+        type=positive_int,
         help="Sample rate of the files in Hz. Default: eSpeak NG's own 22050.",
     )
     parser.add_argument(
@@ -132,9 +111,14 @@ def _check_arguments(parser: argparse.ArgumentParser, args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from ser_keras.audio.synthetic import EspeakError
 
+    parser = build_parser()
+    return cli.run_main(parser, functools.partial(run, parser), argv, errors=(EspeakError,))
+
+
+def run(parser: argparse.ArgumentParser, args) -> int:
+    """Generates the corpus that `args` describe and prints what it holds."""
     from ser_keras.audio import synthetic
 
     if args.list_languages:
@@ -158,13 +142,9 @@ def main(argv=None) -> int:
             num_speakers=args.num_speakers,
             per_speaker=args.per_speaker,
         )
-    try:
-        corpus = synthetic.make_corpus(
-            args.layout, args.out, progress=not args.quiet, force=args.force, **options
-        )
-    except (ValueError, synthetic.EspeakError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    corpus = synthetic.make_corpus(
+        args.layout, args.out, progress=not args.quiet, force=args.force, **options
+    )
 
     utterances = corpus.utterances
     if not corpus.generated:

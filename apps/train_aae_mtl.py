@@ -55,6 +55,8 @@ import pathlib
 import sys
 import time
 
+from ser_keras import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # name: (AAEMultiTaskModel variant, tasks, trains on the additional speech,
@@ -177,15 +179,12 @@ PRESETS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_aae_mtl",
-        description=(
-            "Train and evaluate the multi-task semi-supervised adversarial autoencoder "
-            "(Latif et al. 2020) and its baselines on segments of log-mel spectrograms, "
-            "scoring utterances by averaged segment posteriors. Without --labelled, "
-            "synthetic eSpeak NG corpora are generated and cached."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "train_aae_mtl",
+        "Train and evaluate the multi-task semi-supervised adversarial autoencoder "
+        "(Latif et al. 2020) and its baselines on segments of log-mel spectrograms, "
+        "scoring utterances by averaged segment posteriors. Without --labelled, "
+        "synthetic eSpeak NG corpora are generated and cached.",
     )
     parser.add_argument(
         "--labelled",
@@ -256,7 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--folds", type=int, help="Run only the first N folds.")
     parser.add_argument("--batch-size", type=int, help="Override the preset's batch size.")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -276,45 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Speakers of the additional corpora held out of all training, for speaker "
         "verification (default: the preset's).",
     )
-    parser.add_argument("--out", default="runs/train_aae_mtl", help="Output folder.")
-    parser.add_argument(
-        "--export-dir",
-        default="saved_models",
-        help="Where the emotion path of the best model is exported (TF Serving layout).",
+    cli.add_common_arguments(
+        parser,
+        default_out="runs/train_aae_mtl",
+        export_help="Where the emotion path of the best model is exported (TF Serving layout).",
+        synthetic_help="Utterances per emotion and speaker of the synthetic EMO-DB-shaped "
+        "corpus (default: the preset's).",
     )
-    parser.add_argument("--no-export", action="store_true", help="Skip the SavedModel export.")
-    parser.add_argument(
-        "--resume", action="store_true", help="Continue an interrupted run in --out."
-    )
-    parser.add_argument(
-        "--cache-dir",
-        help="Waveform and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
-        "~/.cache/ser_keras).",
-    )
-    parser.add_argument(
-        "--synthetic-per-emotion",
-        type=int,
-        help="Utterances per emotion and speaker of the synthetic EMO-DB-shaped corpus "
-        "(default: the preset's).",
-    )
-    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
     return parser
-
-
-def _parse_settings(text: str) -> list[str]:
-    settings = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in settings if name not in SETTINGS]
-    if unknown or not settings:
-        raise ValueError(
-            f"--settings takes a comma-separated subset of {', '.join(SETTINGS)}. "
-            f"Received: {text!r}"
-        )
-    return list(dict.fromkeys(settings))
-
-
-def _positive(name, value, minimum=1):
-    if value is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}. Received: {value}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -322,36 +289,35 @@ def _positive(name, value, minimum=1):
 
 def _resolve_corpora(args, cache_dir, preset):
     """Returns (labelled spec, additional specs, description of the data)."""
-    from ser_keras.audio import synthetic
-    from ser_keras.corpora.spec import parse_corpus_spec
-
     if args.labelled is None:
         if args.additional:
             raise ValueError("--additional was given without --labelled; give both, or neither.")
-        root = pathlib.Path(cache_dir) / "synthetic"
-        print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
-        per_emotion = preset["synthetic_per_emotion"]
-        emodb_dir = root / f"emodb_seed{args.seed}_n{per_emotion}"
-        synthetic.make_emodb_corpus(emodb_dir, seed=args.seed, per_emotion=per_emotion)
-        speakers = preset["synthetic_additional_speakers"]
-        per_speaker = preset["synthetic_additional_per_speaker"]
-        folder_dir = root / f"folder_en_seed{args.seed}_s{speakers}_n{per_speaker}"
-        extra = synthetic.make_folder_corpus(
-            folder_dir, "en", seed=args.seed, num_speakers=speakers, per_speaker=per_speaker
+        root = cli.synthetic_root(cache_dir)
+        emodb = cli.synthetic_corpus_spec(
+            root, "emodb", seed=args.seed, per_emotion=preset["synthetic_per_emotion"]
         )
         # Through its manifest, which records the voices' genders.
+        extra = cli.synthetic_corpus_spec(
+            root,
+            "folder",
+            seed=args.seed,
+            language="en",
+            num_speakers=preset["synthetic_additional_speakers"],
+            per_speaker=preset["synthetic_additional_per_speaker"],
+            via_manifest=True,
+        )
         return (
-            parse_corpus_spec(f"emodb:{emodb_dir}"),
-            [parse_corpus_spec(f"manifest:{extra.manifest_path}")],
+            emodb,
+            [extra],
             "synthetic (eSpeak NG) EMO-DB-shaped corpus + synthetic unlabelled English speech",
         )
-    labelled = parse_corpus_spec(args.labelled)
+    (labelled,) = cli.corpus_specs([args.labelled], "--labelled")
     if labelled.kind == "folder":
         raise ValueError(
             f"--labelled needs a corpus with emotion labels; {args.labelled!r} is a folder of "
             "unlabelled speech (give it with --additional)."
         )
-    additional = [parse_corpus_spec(text) for text in args.additional]
+    additional = cli.corpus_specs(args.additional, "--additional")
     description = f"{labelled.kind} at {labelled.directory}"
     if additional:
         description += " + additional " + ", ".join(
@@ -372,16 +338,7 @@ def _load_listing(spec, speaker_pattern):
 
 
 def _report_skipped(name, listing, cached):
-    skipped = list(listing.skipped) + list(cached.skipped)
-    if skipped:
-        print(f"  {name}: skipped {len(skipped)} file(s):")
-        for entry in skipped[:20]:
-            print(f"    {entry.path}: {entry.reason}")
-        if len(skipped) > 20:
-            print(f"    ... and {len(skipped) - 20} more (see skipped.json)")
-    for warning in listing.warnings:
-        print(f"  {name}: warning: {warning.path}: {warning.reason}")
-    return [entry.to_dict() for entry in skipped]
+    return cli.report_skipped(name, list(listing.skipped) + list(cached.skipped), listing.warnings)
 
 
 def _cap_per_speaker(utterances, waveforms, limit, seed):
@@ -592,20 +549,17 @@ def _plot_phase_losses(histories, pretrain_histories, path, title):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 def run(args) -> int:
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
+    strategy = cli.strategy_from_args(args)
+
     import numpy as np
 
     from ser_keras.corpora.labels import get_label_map
-    from ser_keras.data.cache import WaveformCache, default_cache_dir
+    from ser_keras.data.cache import WaveformCache
     from ser_keras.data.pipeline import compute_features
     from ser_keras.data.splits import leave_one_speaker_out
     from ser_keras.evaluation import reports
@@ -615,24 +569,22 @@ def run(args) -> int:
     from ser_keras.training.callbacks import RestoreBestAndHalveLearningRate
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
 
-    settings = _parse_settings(args.settings)
+    settings = cli.parse_name_list(args.settings, tuple(SETTINGS), "--settings")
     preset = dict(PRESETS[args.preset])
-    for name, value, minimum in (
-        ("--epochs", args.epochs, 1),
-        ("--pretrain-epochs", args.pretrain_epochs, 0),
-        ("--folds", args.folds, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--enrolment", args.enrolment, 1),
-        ("--verification-speakers", args.verification_speakers, 0),
-        ("--additional-per-speaker", args.additional_per_speaker, 1),
-        ("--synthetic-per-emotion", args.synthetic_per_emotion, 1),
-        ("--seed", args.seed, 0),
-    ):
-        _positive(name, value, minimum)
-    if not 0.0 < args.validation_fraction < 0.5:
-        raise ValueError(
-            f"--validation-fraction must be in (0, 0.5). Received: {args.validation_fraction}"
-        )
+    cli.check_at_least(
+        [
+            ("--epochs", args.epochs, 1),
+            ("--pretrain-epochs", args.pretrain_epochs, 0),
+            ("--folds", args.folds, 1),
+            ("--batch-size", args.batch_size, 1),
+            ("--enrolment", args.enrolment, 1),
+            ("--verification-speakers", args.verification_speakers, 0),
+            ("--additional-per-speaker", args.additional_per_speaker, 1),
+            ("--synthetic-per-emotion", args.synthetic_per_emotion, 1),
+            ("--seed", args.seed, 0),
+        ]
+    )
+    cli.check_fraction("--validation-fraction", args.validation_fraction, 0.0, 0.5)
     if args.synthetic_per_emotion is not None:
         preset["synthetic_per_emotion"] = args.synthetic_per_emotion
     epochs = args.epochs or preset["epochs"]
@@ -640,6 +592,7 @@ def run(args) -> int:
         preset["pretrain_epochs"] if args.pretrain_epochs is None else args.pretrain_epochs
     )
     batch_size = args.batch_size or preset["batch_size"]
+    cli.check_global_batch(batch_size, strategy)
     num_enrolment = args.enrolment or preset["num_enrolment"]
     num_verification = (
         preset["verification_speakers"]
@@ -647,7 +600,7 @@ def run(args) -> int:
         else args.verification_speakers
     )
     max_folds = args.folds or preset["folds"]
-    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
+    cache_dir = cli.cache_dir_of(args)
     started = time.time()
 
     labelled_spec, additional_specs, data_description = _resolve_corpora(args, cache_dir, preset)
@@ -676,12 +629,7 @@ def run(args) -> int:
         + f", {segment_length}-frame x {frontend.num_mels}-band segments, "
         f"{preset['optimizer']['class_name']}({preset['optimizer']['config']['learning_rate']}), "
         f"at most {epochs} epochs, {pretrain_epochs} pre-training epochs, batch {batch_size}, "
-        f"protocol {args.protocol})"
-        + (
-            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
-            if args.preset != "paper"
-            else ""
-        ),
+        f"protocol {args.protocol})" + cli.reduced_note(args.preset != "paper"),
         flush=True,
     )
 
@@ -783,8 +731,12 @@ def run(args) -> int:
     if max_folds is not None:
         folds = folds[:max_folds]
 
+    # On a multi-worker cluster only the chief writes to --out and exports.
+    outputs = cli.worker_outputs(
+        args.out, strategy, export_dir=None if args.no_export else args.export_dir
+    )
     state = RunState(
-        args.out,
+        outputs.out_dir,
         {
             "app": "train_aae_mtl",
             "data": data_description,
@@ -933,6 +885,7 @@ def run(args) -> int:
                         min_learning_rate=preset["min_learning_rate"],
                     )
                 ],
+                strategy=strategy,
             )
             verification = None
             if "speaker" in tasks:
@@ -1046,12 +999,12 @@ def run(args) -> int:
         units="percent",
     )
 
-    if not args.no_export and best_for_export:
+    if outputs.export_dir is not None and best_for_export:
         export_setting = "mtl" if "mtl" in best_for_export else settings[0]
         _, fold_dir = best_for_export[export_setting]
         path = _export(
             fold_dir,
-            args.export_dir,
+            outputs.export_dir,
             frontend,
             class_names,
             {
@@ -1126,7 +1079,6 @@ def _export(fold_dir, export_dir, frontend, class_names, metadata):
     """Exports waveform -> utterance probabilities (emotion, and gender when trained)."""
     import keras
 
-    from ser_keras.export.saved_model import export_saved_model
     from ser_keras.export.segment_model import SegmentAveragingModel, segment_classifier
 
     model = keras.models.load_model(str(fold_dir / "best.keras"))
@@ -1138,7 +1090,7 @@ def _export(fold_dir, export_dir, frontend, class_names, metadata):
     label_names = {"emotion": class_names}
     if "gender" in tasks:
         label_names["gender"] = list(GENDERS)
-    return export_saved_model(
+    return cli.export_for_serving(
         served,
         export_dir,
         EXPORT_NAME,

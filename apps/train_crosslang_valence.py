@@ -47,6 +47,8 @@ import pathlib
 import sys
 import time
 
+from ser_keras import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SETTINGS = {
@@ -100,15 +102,12 @@ URDU_LETTERS = {"anger": "A", "happiness": "H", "neutral": "N", "sadness": "S"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_crosslang_valence",
-        description=(
-            "Cross-language binary valence recognition with the multi-task ResNet-LSTM of "
-            "Latif et al.: train on labelled corpora, test on corpora in other languages, "
-            "with language and domain identification on unlabelled speech. Without corpus "
-            "arguments, synthetic eSpeak NG corpora are generated and cached."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "train_crosslang_valence",
+        "Cross-language binary valence recognition with the multi-task ResNet-LSTM of "
+        "Latif et al.: train on labelled corpora, test on corpora in other languages, "
+        "with language and domain identification on unlabelled speech. Without corpus "
+        "arguments, synthetic eSpeak NG corpora are generated and cached.",
     )
     parser.add_argument(
         "--labelled", nargs="+", action="extend", metavar="KIND:DIR",
@@ -173,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--folds", type=int,
         help="--protocol within: run only the first N folds of each corpus.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Random seed of the first run.")
     parser.add_argument(
         "--runs", type=int, default=1,
         help="Repeat every experiment with seeds seed, seed+1, ...; tables give mean ± std.",
@@ -182,54 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation-fraction", type=float, default=0.15,
         help="Share of the labelled corpora's speakers held out for model selection.",
     )
-    parser.add_argument(
-        "--out", default="runs/train_crosslang_valence", help="Output folder for results."
-    )
-    parser.add_argument(
-        "--export-dir", default="saved_models",
-        help="The best multi-task model (validation UA) is exported to "
+    cli.add_common_arguments(
+        parser,
+        default_out="runs/train_crosslang_valence",
+        export_help="The best multi-task model (validation UA) is exported to "
         "<export-dir>/resnet_lstm_mtl/<version>/.",
+        synthetic_help="Synthetic corpora: utterances per speaker and emotion (default: the "
+        "preset's).",
+        seed_help="Random seed of the first run.",
     )
-    parser.add_argument("--no-export", action="store_true", help="Skip the SavedModel export.")
-    parser.add_argument(
-        "--resume", action="store_true", help="Continue an interrupted run in --out."
-    )
-    parser.add_argument(
-        "--cache-dir",
-        help="Waveform and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
-        "~/.cache/ser_keras).",
-    )
-    parser.add_argument(
-        "--synthetic-per-emotion", type=int,
-        help="Synthetic corpora: utterances per speaker and emotion (default: the preset's).",
-    )
-    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 # ---------------------------------------------------------------------------
 # Arguments
-
-
-def _parse_settings(text: str) -> list[str]:
-    settings = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    unknown = [name for name in settings if name not in SETTINGS]
-    if unknown or not settings:
-        raise ValueError(
-            f"--settings takes a comma-separated subset of {', '.join(SETTINGS)}. "
-            f"Received: {text!r}"
-        )
-    return settings
 
 
 def _parse_target_samples(text: str) -> list[int]:
@@ -262,32 +230,19 @@ def _parse_unlabelled_spec(text: str):
 
 
 def _check_arguments(args, preset):
-    if args.runs < 1:
-        raise ValueError(f"--runs must be at least 1. Received: {args.runs}")
-    if args.folds is not None and args.folds < 1:
-        raise ValueError(f"--folds must be at least 1. Received: {args.folds}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be non-negative. Received: {args.seed}")
-    if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1. Received: {args.epochs}")
-    if args.batch_size is not None and args.batch_size < 2:
-        raise ValueError(f"--batch-size must be at least 2. Received: {args.batch_size}")
+    cli.check_at_least([
+        ("--runs", args.runs, 1),
+        ("--folds", args.folds, 1),
+        ("--seed", args.seed, 0),
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 2),
+        ("--synthetic-per-emotion", args.synthetic_per_emotion, 1),
+    ])
     if not math.isfinite(args.alpha) or args.alpha < 0:
         raise ValueError(f"--alpha must be a non-negative number. Received: {args.alpha}")
-    if args.labelled_fraction is not None and not 0.0 < args.labelled_fraction < 1.0:
-        raise ValueError(
-            f"--labelled-fraction must be in (0, 1). Received: {args.labelled_fraction}"
-        )
-    if not 0.0 < args.validation_fraction < 0.5:
-        raise ValueError(
-            f"--validation-fraction must be in (0, 0.5). Received: {args.validation_fraction}"
-        )
+    cli.check_fraction("--labelled-fraction", args.labelled_fraction, 0.0, 1.0)
+    cli.check_fraction("--validation-fraction", args.validation_fraction, 0.0, 0.5)
     if args.synthetic_per_emotion is not None:
-        if args.synthetic_per_emotion < 1:
-            raise ValueError(
-                "--synthetic-per-emotion must be at least 1. "
-                f"Received: {args.synthetic_per_emotion}"
-            )
         preset["synthetic_per_emotion"] = args.synthetic_per_emotion
         preset["synthetic_unlabelled_per_speaker"] = 2 * args.synthetic_per_emotion
     if (args.labelled is None) != (args.target is None):
@@ -342,29 +297,26 @@ def _make_synthetic_urdu(out_dir, seed: int, per_emotion: int, num_speakers: int
 
 def _synthetic_specs(args, cache_dir, preset):
     """Generates (or reuses) the default synthetic corpora; returns their specs."""
-    from ser_keras.audio import synthetic
     from ser_keras.corpora.spec import CorpusSpec
 
-    root = pathlib.Path(cache_dir) / "synthetic"
+    root = cli.synthetic_root(cache_dir)
     per_emotion = preset["synthetic_per_emotion"]
-    per_speaker = preset["synthetic_unlabelled_per_speaker"]
-    print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
-    savee_dir = root / f"savee_seed{args.seed}_n{per_emotion}"
-    synthetic.make_savee_corpus(savee_dir, seed=args.seed, per_emotion=per_emotion)
-    emodb_dir = root / f"emodb_seed{args.seed}_n{max(1, per_emotion // 2)}"
-    synthetic.make_emodb_corpus(emodb_dir, seed=args.seed, per_emotion=max(1, per_emotion // 2))
+    savee = cli.synthetic_corpus_spec(root, "savee", seed=args.seed, per_emotion=per_emotion)
+    emodb = cli.synthetic_corpus_spec(
+        root, "emodb", seed=args.seed, per_emotion=max(1, per_emotion // 2)
+    )
     urdu_dir = root / f"urdu_seed{args.seed}_n{per_emotion}"
     _make_synthetic_urdu(urdu_dir, seed=args.seed, per_emotion=per_emotion)
-    unlabelled = []
-    for language in SYNTHETIC_UNLABELLED_LANGUAGES:
-        folder = root / f"folder_{language}_seed{args.seed}_n{per_speaker}"
-        synthetic.make_folder_corpus(
-            folder, language, seed=args.seed, num_speakers=4, per_speaker=per_speaker
+    unlabelled = [
+        cli.synthetic_corpus_spec(
+            root, "folder", seed=args.seed, language=language,
+            per_speaker=preset["synthetic_unlabelled_per_speaker"],
         )
-        unlabelled.append(CorpusSpec("folder", folder, language))
+        for language in SYNTHETIC_UNLABELLED_LANGUAGES
+    ]
     return (
-        [CorpusSpec("savee", savee_dir)],
-        [CorpusSpec("emodb", emodb_dir), CorpusSpec("urdu", urdu_dir)],
+        [savee],
+        [emodb, CorpusSpec("urdu", urdu_dir)],
         unlabelled,
         "synthetic (eSpeak NG): English SAVEE-shaped labelled corpus; German EMO-DB- and "
         "Urdu URDU-shaped targets; unlabelled French and Spanish speech",
@@ -562,23 +514,25 @@ def _mix(labelled, unlabelled, fraction, rng):
 
 
 def run(args) -> int:
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
+    strategy = cli.strategy_from_args(args)
+
     from ser_keras.corpora.labels import get_label_map
-    from ser_keras.corpora.spec import parse_corpus_spec
-    from ser_keras.data.cache import default_cache_dir
     from ser_keras.data.pipeline import compute_features
     from ser_keras.evaluation import reports
     from ser_keras.features.logmel import LogMel
     from ser_keras.training.runner import RunState
 
-    settings = _parse_settings(args.settings)
+    settings = cli.parse_name_list(args.settings, tuple(SETTINGS), "--settings")
     target_samples = _parse_target_samples(args.target_samples)
     preset = dict(PRESETS[args.preset])
     _check_arguments(args, preset)
     label_map = get_label_map(args.label_map)
     epochs = args.epochs or preset["epochs"]
     batch_size = args.batch_size or preset["batch_size"]
+    cli.check_global_batch(batch_size, strategy)
     learning_rate = args.learning_rate or preset["learning_rate"]
-    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
+    cache_dir = cli.cache_dir_of(args)
     started = time.time()
 
     if args.labelled is None:
@@ -586,16 +540,13 @@ def run(args) -> int:
             args, cache_dir, preset
         )
     else:
-        labelled_specs = [parse_corpus_spec(text) for text in args.labelled]
-        target_specs = [parse_corpus_spec(text) for text in args.target]
+        labelled_specs = cli.corpus_specs(args.labelled, "--labelled")
+        target_specs = cli.corpus_specs(args.target, "--target")
         unlabelled_specs = [_parse_unlabelled_spec(text) for text in args.unlabelled or ()]
-        data = "labelled: " + ", ".join(f"{s.kind}:{s.directory}" for s in labelled_specs)
-        data += "; targets: " + ", ".join(f"{s.kind}:{s.directory}" for s in target_specs)
+        data = f"labelled: {cli.describe_specs(labelled_specs)}"
+        data += f"; targets: {cli.describe_specs(target_specs)}"
         if unlabelled_specs:
-            data += "; unlabelled: " + ", ".join(
-                f"{s.kind}:{s.language + ':' if s.language else ''}{s.directory}"
-                for s in unlabelled_specs
-            )
+            data += f"; unlabelled: {cli.describe_specs(unlabelled_specs)}"
     extra_settings = [name for name in settings if SETTINGS[name][2]]
     if args.protocol == "crosslang" and extra_settings and not unlabelled_specs:
         raise ValueError(
@@ -608,11 +559,7 @@ def run(args) -> int:
         f"{epochs} epochs, batch {batch_size}, Adam {learning_rate:g}, alpha {args.alpha:g}"
         + (f", early stopping after {preset['patience']} epochs" if preset["patience"] else "")
         + ")"
-        + (
-            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
-            if args.preset == "quick"
-            else ""
-        ),
+        + cli.reduced_note(args.preset == "quick"),
         flush=True,
     )
 
@@ -627,8 +574,12 @@ def run(args) -> int:
     pool.features = compute_features(frontend, pool.waveforms, progress=not args.quiet)
     pool.waveforms = None  # the features are all that training needs
 
+    # On a multi-worker cluster only the chief writes to --out and exports.
+    outputs = cli.worker_outputs(
+        args.out, strategy, export_dir=None if args.no_export else args.export_dir
+    )
     state = RunState(
-        args.out,
+        outputs.out_dir,
         {
             "app": "train_crosslang_valence",
             "protocol": args.protocol,
@@ -652,7 +603,7 @@ def run(args) -> int:
     reports.write_json_atomic(state.out_dir / "skipped.json", pool.skipped)
     context = dict(
         args=args, pool=pool, state=state, label_map=label_map, preset=preset, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate,
+        batch_size=batch_size, learning_rate=learning_rate, strategy=strategy,
     )
     if args.protocol == "within":
         results = _run_within(context)
@@ -666,13 +617,15 @@ def run(args) -> int:
         elapsed_seconds=round(time.time() - started, 1),
     )
 
-    if args.protocol == "crosslang" and not args.no_export:
+    if args.protocol == "crosslang" and outputs.export_dir is not None:
         best = results.pop("_best_multitask", None)
         if best is None:
             print("\nNo multi-task setting ran: nothing to export (the export is the best "
                   "multi-task model).")
         else:
-            results["export"] = str(_export(best, frontend, label_map, args, data))
+            results["export"] = str(
+                _export(best, frontend, label_map, args, data, outputs.export_dir)
+            )
     results.pop("_best_multitask", None)
     reports.write_json_atomic(state.out_dir / "results.json", results)
     print(f"\nResults written to {state.out_dir} in {time.time() - started:.0f} s.")
@@ -732,6 +685,7 @@ def _train_once(context, fold_dir, train_index, train_labels, validation_index, 
         patience=context["preset"]["patience"],
         verbose=0 if context["args"].quiet else 2,
         predict_fn=predict,
+        strategy=context["strategy"],
     )
     return result, np.load(probabilities_path)
 
@@ -1073,10 +1027,9 @@ def _plot_target_samples(path, results, settings, target_names, counts):
     figure.clear()
 
 
-def _export(best, frontend, label_map, args, data):
+def _export(best, frontend, label_map, args, data, export_dir):
     import keras
 
-    from ser_keras.export.saved_model import export_saved_model
     from ser_keras.models.resnet_lstm import DOMAIN_CLASSES
 
     model = keras.models.load_model(str(best["fold_dir"] / "best.keras"))
@@ -1085,9 +1038,9 @@ def _export(best, frontend, label_map, args, data):
         label_names["language"] = list(best["languages"])
     if "domain" in model.output:
         label_names["domain"] = list(DOMAIN_CLASSES)
-    path = export_saved_model(
+    path = cli.export_for_serving(
         model,
-        args.export_dir,
+        export_dir,
         "resnet_lstm_mtl",
         frontend=frontend,
         label_names=label_names,

@@ -50,6 +50,8 @@ import pathlib
 import sys
 import time
 
+from ser_keras import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 NETWORKS = ("dnn", "lstm")
@@ -93,15 +95,12 @@ NATURALNESS_CLASSES = ("acted", "natural")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_gender_naturalness",
-        description=(
-            "Kim et al. (2017): DNN/LSTM emotion models with gender and naturalness as "
-            "auxiliary tasks, high-level features and an ELM; within-corpus "
-            "leave-one-speaker-out and leave-one-corpus-out. Without --corpus, synthetic "
-            "eSpeak NG corpora are generated and cached."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "train_gender_naturalness",
+        "Kim et al. (2017): DNN/LSTM emotion models with gender and naturalness as "
+        "auxiliary tasks, high-level features and an ELM; within-corpus "
+        "leave-one-speaker-out and leave-one-corpus-out. Without --corpus, synthetic "
+        "eSpeak NG corpora are generated and cached.",
     )
     parser.add_argument(
         "--corpus",
@@ -144,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="Run at most N leave-one-speaker-out folds per corpus (and N "
         "leave-one-corpus-out folds). Default: the preset's (quick: 1 LOSO fold per corpus).",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -165,56 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="In leave-one-corpus-out, keep a corpus with acted and natural speech whole "
         "instead of testing its acted and natural parts separately.",
     )
-    parser.add_argument(
-        "--out", default="runs/train_gender_naturalness", help="Output folder for results."
-    )
-    parser.add_argument(
-        "--export-dir",
-        default="saved_models",
-        help="Where the best ALL-MTL model is exported (TF Serving layout).",
-    )
-    parser.add_argument("--no-export", action="store_true", help="Skip the SavedModel export.")
-    parser.add_argument("--resume", action="store_true", help="Continue a run in --out.")
-    parser.add_argument(
-        "--cache-dir",
-        help="Waveform, feature and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
+    cli.add_common_arguments(
+        parser,
+        default_out="runs/train_gender_naturalness",
+        export_help="Where the best ALL-MTL model is exported (TF Serving layout).",
+        synthetic_help="Utterances per speaker and emotion of the synthetic corpora (default: "
+        "the preset's).",
+        cache_help="Waveform, feature and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
         "~/.cache/ser_keras).",
     )
-    parser.add_argument(
-        "--synthetic-per-emotion",
-        type=int,
-        help="Utterances per speaker and emotion of the synthetic corpora (default: the preset's).",
-    )
-    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 # ------------------------------------------------------------------ arguments
-def _parse_list(text, allowed, option):
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    unknown = [item for item in items if item not in allowed]
-    if unknown or not items or len(set(items)) != len(items):
-        raise ValueError(
-            f"{option} takes a comma-separated subset of {', '.join(allowed)}. Received: {text!r}"
-        )
-    return items
-
-
 def _variants(aux_text):
     """Variant name -> auxiliary tasks, from the --aux argument."""
     if aux_text.strip() == "none":
         return {"stl": ()}
-    tasks = _parse_list(aux_text, ("gender", "naturalness"), "--aux")
+    tasks = cli.parse_name_list(aux_text, ("gender", "naturalness"), "--aux")
     variants = {"stl": ()}
     for task in tasks:
         variants[task] = (task,)
@@ -223,37 +193,22 @@ def _variants(aux_text):
     return variants
 
 
-def _check_positive(name, value, minimum=1):
-    if value is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}. Received: {value}")
-
-
 # -------------------------------------------------------------------- corpora
 def _resolve_corpora(args, cache_dir, preset):
     """Returns (list of CorpusSpec, description)."""
-    from ser_keras.audio import synthetic
-    from ser_keras.corpora.spec import parse_corpus_spec
-
     if not args.corpus:
-        savee_n = args.synthetic_per_emotion or preset["synthetic_savee_per_emotion"]
-        emodb_n = args.synthetic_per_emotion or preset["synthetic_emodb_per_emotion"]
-        root = pathlib.Path(cache_dir) / "synthetic"
-        print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
-        savee_dir = root / f"savee_seed{args.seed}_n{savee_n}"
-        emodb_dir = root / f"emodb_seed{args.seed}_n{emodb_n}"
-        synthetic.make_savee_corpus(savee_dir, seed=args.seed, per_emotion=savee_n)
-        synthetic.make_emodb_corpus(emodb_dir, seed=args.seed, per_emotion=emodb_n)
+        root = cli.synthetic_root(cache_dir)
         specs = [
-            parse_corpus_spec(str(savee_dir), default_kind="savee"),
-            parse_corpus_spec(str(emodb_dir), default_kind="emodb"),
+            cli.synthetic_corpus_spec(
+                root,
+                layout,
+                seed=args.seed,
+                per_emotion=args.synthetic_per_emotion or preset[f"synthetic_{layout}_per_emotion"],
+            )
+            for layout in ("savee", "emodb")
         ]
         return specs, "synthetic (eSpeak NG) SAVEE- and EMO-DB-shaped corpora"
-    specs = []
-    for text in args.corpus:
-        spec = parse_corpus_spec(text)
-        if not spec.directory.exists():
-            raise ValueError(f"--corpus {text}: corpus folder not found: {spec.directory}")
-        specs.append(spec)
+    specs = cli.corpus_specs(args.corpus, "--corpus")
     return specs, ", ".join(f"{spec.kind} at {spec.directory}" for spec in specs)
 
 
@@ -300,38 +255,39 @@ def _encode(values, classes):
 
 # ---------------------------------------------------------------------- run
 def run(args) -> int:
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
+    strategy = cli.strategy_from_args(args)
 
     from ser_keras.corpora.labels import get_label_map
-    from ser_keras.data.cache import WaveformCache, default_cache_dir
+    from ser_keras.data.cache import WaveformCache
     from ser_keras.evaluation import reports
     from ser_keras.features.frame_features import FrameFeatures
     from ser_keras.training.runner import RunState
 
-    networks = _parse_list(args.networks, NETWORKS, "--networks")
+    networks = cli.parse_name_list(args.networks, NETWORKS, "--networks")
     variants = _variants(args.aux)
     preset = dict(PRESETS[args.preset])
-    for name, value in (
-        ("--epochs", args.epochs),
-        ("--units", args.units),
-        ("--batch-size", args.batch_size),
-        ("--folds", args.folds),
-        ("--patience", args.patience),
-        ("--elm-hidden", args.elm_hidden),
-    ):
-        _check_positive(name, value)
-    _check_positive("--chunk-frames", args.chunk_frames, minimum=2)
-    _check_positive("--synthetic-per-emotion", args.synthetic_per_emotion, minimum=1)
-    if not 0.0 < args.validation_fraction < 0.5:
-        raise ValueError(
-            f"--validation-fraction must be in (0, 0.5). Received: {args.validation_fraction}"
-        )
+    cli.check_at_least(
+        [
+            ("--epochs", args.epochs, 1),
+            ("--units", args.units, 1),
+            ("--batch-size", args.batch_size, 1),
+            ("--folds", args.folds, 1),
+            ("--patience", args.patience, 1),
+            ("--elm-hidden", args.elm_hidden, 1),
+            ("--chunk-frames", args.chunk_frames, 2),
+            ("--synthetic-per-emotion", args.synthetic_per_emotion, 1),
+        ]
+    )
+    cli.check_fraction("--validation-fraction", args.validation_fraction, 0.0, 0.5)
     epochs = args.epochs or preset["epochs"]
     patience = args.patience if args.patience is not None else preset["patience"]
     units = args.units or preset["units"]
     batch_size = args.batch_size or preset["batch_size"]
+    cli.check_global_batch(batch_size, strategy)
     loso_folds = args.folds or preset["loso_folds"]
     loco_folds = args.folds
-    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
+    cache_dir = cli.cache_dir_of(args)
     started = time.time()
 
     specs, data_description = _resolve_corpora(args, cache_dir, preset)
@@ -348,12 +304,7 @@ def run(args) -> int:
         f"batch {batch_size}"
         + (f", early stopping after {patience} epochs" if patience else "")
         + f"), networks {networks}, variants {[VARIANT_TITLES[v] for v in variants]}, "
-        f"protocols {protocols}"
-        + (
-            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
-            if args.preset == "quick"
-            else ""
-        ),
+        f"protocols {protocols}" + cli.reduced_note(args.preset == "quick"),
         flush=True,
     )
 
@@ -368,8 +319,6 @@ def run(args) -> int:
         cached = waveform_cache.load(listing.utterances, progress=not args.quiet)
         name = listing.corpus
         entries = list(listing.skipped) + list(cached.skipped)
-        for warning in listing.warnings:
-            print(f"  {name}: warning: {warning.path}: {warning.reason}")
         unmapped = emotion_map.unmapped_counts(cached.utterances)
         if unmapped:
             print(f"  {name}: emotions outside the four classes, left out: {unmapped}")
@@ -384,11 +333,7 @@ def run(args) -> int:
                 continue
             utterances.append(utterance)
             waveforms.append(waveform)
-        skipped[name] = [entry.to_dict() for entry in entries]
-        if entries:
-            print(f"  {name}: skipped {len(entries)} file(s):")
-            for entry in entries[:20]:
-                print(f"    {entry.path}: {entry.reason}")
+        skipped[name] = cli.report_skipped(name, entries, listing.warnings)
     if not utterances:
         raise ValueError(f"No usable four-class utterances in {data_description}.")
 
@@ -405,8 +350,12 @@ def run(args) -> int:
     sequences = _frame_features(frontend, utterances, waveforms, cache_dir, args.quiet)
     del waveforms
 
+    # On a multi-worker cluster only the chief writes to --out and exports.
+    outputs = cli.worker_outputs(
+        args.out, strategy, export_dir=None if args.no_export else args.export_dir
+    )
     state = RunState(
-        args.out,
+        outputs.out_dir,
         {
             "app": "train_gender_naturalness",
             "data": data_description,
@@ -441,6 +390,7 @@ def run(args) -> int:
         epochs=epochs,
         patience=patience,
         batch_size=batch_size,
+        strategy=strategy,
     )
     results = {
         "units": "fraction",
@@ -481,8 +431,10 @@ def run(args) -> int:
     if tsne_path is not None:
         results["tsne_plot"] = str(tsne_path)
 
-    if not args.no_export:
-        results["export"] = _export(args, results, frontend, class_names, variants, networks)
+    if outputs.export_dir is not None:
+        results["export"] = _export(
+            outputs.export_dir, results, frontend, class_names, variants, networks
+        )
     reports.write_json_atomic(state.out_dir / "results.json", results)
     print(f"\nResults written to {state.out_dir} in {time.time() - started:.0f} s.")
     return 0
@@ -584,6 +536,7 @@ class _Experiment:
         epochs,
         patience,
         batch_size,
+        strategy=None,
     ):
         self.args = args
         self.state = state
@@ -596,6 +549,7 @@ class _Experiment:
         self.epochs = epochs
         self.patience = patience
         self.batch_size = batch_size
+        self.strategy = strategy
         self.warnings = []
 
     def _chunks(self, indices, tasks):
@@ -764,6 +718,7 @@ class _Experiment:
             patience=self.patience,
             verbose=0 if self.args.quiet else 2,
             predict_fn=elm_predict,
+            strategy=self.strategy,
         )
         result = dict(result)
         result["fold_dir"] = str(fold_dir)
@@ -1036,10 +991,9 @@ def _plot_tsne(out_dir, results, class_names, networks, variants, seed):
 
 
 # ------------------------------------------------------------------- export
-def _export(args, results, frontend, class_names, variants, networks):
+def _export(export_dir, results, frontend, class_names, variants, networks):
     import keras
 
-    from ser_keras.export.saved_model import export_saved_model
     from ser_keras.models.kim_mtl import AUXILIARY_CLASSES
 
     network = "lstm" if "lstm" in networks else networks[0]
@@ -1058,9 +1012,9 @@ def _export(args, results, frontend, class_names, variants, networks):
     label_names = {"emotion": class_names}
     for task in model.auxiliary_tasks:
         label_names[task] = list(AUXILIARY_CLASSES[task])
-    path = export_saved_model(
+    path = cli.export_for_serving(
         model.utterance_model(),
-        args.export_dir,
+        export_dir,
         "kim_mtl",
         frontend=frontend,
         label_names=label_names,

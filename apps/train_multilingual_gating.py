@@ -40,6 +40,8 @@ import pathlib
 import sys
 import time
 
+from ser_keras import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Label map of each corpus kind (the loaders' canonical labels -> classes).
@@ -96,16 +98,13 @@ PRESETS = {
 def build_parser() -> argparse.ArgumentParser:
     from ser_keras.models.multigate import EXPERT_KINDS, TABLE3_VARIANTS
 
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_multilingual_gating",
-        description=(
-            "Train the multilingual multi-gating SER model of Wang et al. and its baselines "
-            "(Base, Shared-Bottom, OMoE, MMoE) on several languages at once; write UA/WA per "
-            "language (Table 3), the auxiliary-loss ablation (Table 4) and the gate weights "
-            "(Figure 4). Without --corpus, synthetic English (SAVEE layout) and German "
-            "(EMO-DB layout) corpora are generated and cached."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "train_multilingual_gating",
+        "Train the multilingual multi-gating SER model of Wang et al. and its baselines "
+        "(Base, Shared-Bottom, OMoE, MMoE) on several languages at once; write UA/WA per "
+        "language (Table 3), the auxiliary-loss ablation (Table 4) and the gate weights "
+        "(Figure 4). Without --corpus, synthetic English (SAVEE layout) and German "
+        "(EMO-DB layout) corpora are generated and cached.",
     )
     parser.add_argument(
         "--corpus",
@@ -164,43 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="random: the paper's random 20%% test split per language (stratified by "
         "emotion); speaker: about 20%% of each language's speakers held out for testing.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Random seed (repeat r uses seed + r).")
-    parser.add_argument(
-        "--out", default="runs/train_multilingual_gating", help="Output folder for results."
+    cli.add_common_arguments(
+        parser,
+        default_out="runs/train_multilingual_gating",
+        export_help="Where the multi-gating model is exported (TF Serving layout).",
+        synthetic_help="Utterances per emotion and speaker of the synthetic English corpus (the "
+        "German one gets half; default: the preset's).",
+        seed_help="Random seed (repeat r uses seed + r).",
     )
-    parser.add_argument(
-        "--export-dir",
-        default="saved_models",
-        help="Where the multi-gating model is exported (TF Serving layout).",
-    )
-    parser.add_argument("--no-export", action="store_true", help="Skip the SavedModel export.")
-    parser.add_argument(
-        "--resume", action="store_true", help="Continue an interrupted run in --out."
-    )
-    parser.add_argument(
-        "--cache-dir",
-        help="Waveform and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
-        "~/.cache/ser_keras).",
-    )
-    parser.add_argument(
-        "--synthetic-per-emotion",
-        type=int,
-        help="Utterances per emotion and speaker of the synthetic English corpus (the German "
-        "one gets half; default: the preset's).",
-    )
-    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
     return parser
-
-
-def _parse_list(text, allowed, option):
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    unknown = [item for item in items if item not in allowed]
-    if unknown or not items or len(set(items)) != len(items):
-        raise ValueError(
-            f"{option} takes a comma-separated list of distinct names from "
-            f"{', '.join(allowed)}. Received: {text!r}"
-        )
-    return items
 
 
 def _parse_embedding_files(values):
@@ -221,29 +192,18 @@ def _parse_embedding_files(values):
 
 def _resolve_corpora(args, cache_dir, preset):
     """The corpus specs and a description of the data."""
-    from ser_keras.audio import synthetic
-    from ser_keras.corpora.spec import parse_corpus_spec
-
     if not args.corpus:
-        root = pathlib.Path(cache_dir) / "synthetic"
-        per_emotion = preset["synthetic_per_emotion"]
-        emodb_per_emotion = preset["synthetic_emodb_per_emotion"]
-        print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
-        savee_dir = root / f"savee_seed{args.seed}_n{per_emotion}"
-        synthetic.make_savee_corpus(savee_dir, seed=args.seed, per_emotion=per_emotion)
-        emodb_dir = root / f"emodb_seed{args.seed}_n{emodb_per_emotion}"
-        synthetic.make_emodb_corpus(emodb_dir, seed=args.seed, per_emotion=emodb_per_emotion)
+        root = cli.synthetic_root(cache_dir)
         specs = [
-            parse_corpus_spec(str(savee_dir), default_kind="savee"),
-            parse_corpus_spec(str(emodb_dir), default_kind="emodb"),
+            cli.synthetic_corpus_spec(
+                root, "savee", seed=args.seed, per_emotion=preset["synthetic_per_emotion"]
+            ),
+            cli.synthetic_corpus_spec(
+                root, "emodb", seed=args.seed, per_emotion=preset["synthetic_emodb_per_emotion"]
+            ),
         ]
         return specs, "synthetic (eSpeak NG) SAVEE-layout English + EMO-DB-layout German"
-    specs = []
-    for text in args.corpus:
-        spec = parse_corpus_spec(text)
-        if not spec.directory.exists():
-            raise ValueError(f"--corpus {text}: corpus folder not found: {spec.directory}")
-        specs.append(spec)
+    specs = cli.corpus_specs(args.corpus, "--corpus")
     return specs, " + ".join(f"{s.kind} at {s.directory}" for s in specs)
 
 
@@ -365,48 +325,46 @@ def _load_embedding_file(name, path, utterances):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
+    strategy = cli.strategy_from_args(args)
+
     import numpy as np
 
-    from ser_keras.data.cache import WaveformCache, default_cache_dir
+    from ser_keras.data.cache import WaveformCache
     from ser_keras.data.pipeline import compute_features
     from ser_keras.evaluation import reports
     from ser_keras.features.logmel import LogMel
     from ser_keras.models import multigate
     from ser_keras.training.runner import RunState
 
-    variants = _parse_list(args.variants, multigate.TABLE3_VARIANTS, "--variants")
-    experts = _parse_list(args.experts, multigate.EXPERT_KINDS + EMBEDDING_EXPERTS, "--experts")
+    variants = cli.parse_name_list(args.variants, multigate.TABLE3_VARIANTS, "--variants")
+    experts = cli.parse_name_list(
+        args.experts, multigate.EXPERT_KINDS + EMBEDDING_EXPERTS, "--experts"
+    )
     embedding_files = _parse_embedding_files(args.embedding)
     preset = dict(PRESETS[args.preset])
+    cli.check_at_least(
+        [
+            ("--synthetic-per-emotion", args.synthetic_per_emotion, 2),
+            ("--epochs", args.epochs, 1),
+            ("--batch-size", args.batch_size, 1),
+            ("--repeats", args.repeats, 1),
+        ]
+    )
     if args.synthetic_per_emotion is not None:
-        if args.synthetic_per_emotion < 2:
-            raise ValueError(
-                "--synthetic-per-emotion must be at least 2. "
-                f"Received: {args.synthetic_per_emotion}"
-            )
         preset["synthetic_per_emotion"] = args.synthetic_per_emotion
         preset["synthetic_emodb_per_emotion"] = max(1, args.synthetic_per_emotion // 2)
     for option in ("epochs", "batch_size", "repeats"):
-        value = getattr(args, option)
-        if value is not None:
-            if value < 1:
-                raise ValueError(
-                    f"--{option.replace('_', '-')} must be at least 1. Received: {value}"
-                )
-            preset[option] = value
+        if getattr(args, option) is not None:
+            preset[option] = getattr(args, option)
+    cli.check_global_batch(preset["batch_size"], strategy)
     ablation = args.ablation or preset["ablation"]
     model_preset = dict(multigate.PRESETS[preset["model_preset"]])
-    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
+    cache_dir = cli.cache_dir_of(args)
     started = time.time()
 
     # --- Experts available here.
@@ -441,11 +399,7 @@ def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
         f"Configuration: preset {args.preset!r} (model preset {preset['model_preset']!r}, "
         f"{preset['epochs']} epochs, batch {preset['batch_size']}, {preset['repeats']} "
         f"repeat(s), ablation {ablation!r}, split {args.split!r})"
-        + (
-            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
-            if args.preset == "quick"
-            else ""
-        ),
+        + cli.reduced_note(args.preset == "quick"),
         flush=True,
     )
 
@@ -457,20 +411,15 @@ def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
     for spec in specs:
         listing = spec.load()
         cached = waveform_cache.load(listing.utterances, progress=not args.quiet)
-        skipped = list(listing.skipped) + list(cached.skipped)
         label_map = _label_map_for(spec, cached.utterances)
         encoded = label_map.encode(cached.utterances)
         unmapped = label_map.unmapped_counts(cached.utterances)
         name = f"{spec.kind}:{spec.directory}"
         if unmapped:
             print(f"  {name}: labels outside {label_map.name}, left out: {unmapped}")
-        for warning in listing.warnings:
-            print(f"  {name}: warning: {warning.path}: {warning.reason}")
-        if skipped:
-            print(f"  {name}: skipped {len(skipped)} file(s) (see skipped.json)")
-            for entry in skipped[:10]:
-                print(f"    {entry.path}: {entry.reason}")
-        skipped_report[name] = [entry.to_dict() for entry in skipped]
+        skipped_report[name] = cli.report_skipped(
+            name, list(listing.skipped) + list(cached.skipped), listing.warnings, limit=10
+        )
         kept = 0
         rows = zip(cached.utterances, cached.waveforms, encoded, strict=True)
         for utterance, waveform, index in rows:
@@ -547,8 +496,12 @@ def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
         count = int(np.sum(language_of == language))
         print(f"  language {language}: {count} utterances, classes {class_names[language]}")
 
+    # On a multi-worker cluster only the chief writes to --out and exports.
+    outputs = cli.worker_outputs(
+        args.out, strategy, export_dir=None if args.no_export else args.export_dir
+    )
     state = RunState(
-        args.out,
+        outputs.out_dir,
         {
             "app": "train_multilingual_gating",
             "data": data_description,
@@ -689,6 +642,7 @@ def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
             task=task,
             predict_fn=predict_fn,
             verbose=0 if args.quiet else 2,
+            strategy=strategy,
         )
         if "details" not in captured:
             # The fold finished in an earlier run but its scores were not written.
@@ -799,7 +753,7 @@ def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
     _write_reports(state.out_dir, results, languages)
 
     export_variant = "multigate" if "multigate" in records else (variants[0] if variants else None)
-    if not args.no_export and export_variant is not None:
+    if outputs.export_dir is not None and export_variant is not None:
         if embeddings:
             print(
                 "\nNot exported: the model takes utterance-level embeddings besides the log-mel "
@@ -808,13 +762,11 @@ def run(args) -> int:  # noqa: C901 - one linear protocol, kept in one place.
         else:
             import keras
 
-            from ser_keras.export.saved_model import export_saved_model
-
             best = max(records[export_variant], key=lambda r: r["best_validation_mean_ua"] or 0)
             model = keras.saving.load_model(str(pathlib.Path(best["fold_dir"]) / "best.keras"))
-            path = export_saved_model(
+            path = cli.export_for_serving(
                 model,
-                args.export_dir,
+                outputs.export_dir,
                 f"multilingual_{export_variant}",
                 frontend=frontend,
                 label_names=model.label_names,

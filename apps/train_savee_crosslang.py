@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import sys
 import time
+
+from ser_keras import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -60,14 +61,11 @@ PRESETS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_savee_crosslang",
-        description=(
-            "Train and evaluate the attention CNN-BLSTM (Fu et al. 2021) on SAVEE, "
-            "leave-one-speaker-out, in the four settings of the paper's Table 2. "
-            "Without --savee/--emodb, synthetic eSpeak NG corpora are generated and cached."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "train_savee_crosslang",
+        "Train and evaluate the attention CNN-BLSTM (Fu et al. 2021) on SAVEE, "
+        "leave-one-speaker-out, in the four settings of the paper's Table 2. "
+        "Without --savee/--emodb, synthetic eSpeak NG corpora are generated and cached.",
     )
     parser.add_argument(
         "--savee",
@@ -101,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="Run only the first N leave-one-speaker-out folds (quick preset: 2; paper: all).",
     )
     parser.add_argument("--batch-size", type=int, help="Override the preset's batch size (64).")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -109,74 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="Fraction of the training speakers' utterances (stratified by emotion) held out "
         "for checkpoint selection. The test speaker is never used.",
     )
-    parser.add_argument(
-        "--out", default="runs/train_savee_crosslang", help="Output folder for results."
-    )
-    parser.add_argument(
-        "--export-dir",
-        default="saved_models",
-        help="Where the best model of the last setting is exported (TF Serving layout).",
-    )
-    parser.add_argument("--no-export", action="store_true", help="Skip the SavedModel export.")
-    parser.add_argument(
-        "--resume", action="store_true", help="Continue an interrupted run in --out."
-    )
-    parser.add_argument(
-        "--cache-dir",
-        help="Waveform and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
-        "~/.cache/ser_keras).",
-    )
-    parser.add_argument(
-        "--synthetic-per-emotion",
-        type=int,
-        help="Utterances per emotion and speaker in the generated synthetic corpora "
+    cli.add_common_arguments(
+        parser,
+        default_out="runs/train_savee_crosslang",
+        export_help="Where the best model of the last setting is exported (TF Serving layout).",
+        synthetic_help="Utterances per emotion and speaker in the generated synthetic corpora "
         "(default: the preset's).",
     )
-    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
-    from ser_keras.training.distribute import add_strategy_argument
-
-    add_strategy_argument(parser)
     return parser
-
-
-def _parse_settings(text: str) -> list[str]:
-    settings = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in settings if name not in SETTINGS]
-    if unknown or not settings:
-        raise ValueError(
-            f"--settings takes a comma-separated subset of {', '.join(SETTINGS)}. "
-            f"Received: {text!r}"
-        )
-    return settings
 
 
 def _resolve_corpora(args, settings, cache_dir, preset):
     """Returns (primary spec, EMO-DB spec or None, description of the data)."""
-    from ser_keras.audio import synthetic
-    from ser_keras.corpora.spec import parse_corpus_spec
-
     needs_emodb = any(SETTINGS[name][1] for name in settings)
     if args.savee is None:
         if args.emodb is not None:
             raise ValueError("--emodb was given without --savee; give both, or neither.")
-        root = pathlib.Path(cache_dir) / "synthetic"
-        print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
-        savee_dir = root / f"savee_seed{args.seed}_n{preset['synthetic_per_emotion']}"
-        synthetic.make_savee_corpus(
-            savee_dir, seed=args.seed, per_emotion=preset["synthetic_per_emotion"]
+        root = cli.synthetic_root(cache_dir)
+        primary = cli.synthetic_corpus_spec(
+            root, "savee", seed=args.seed, per_emotion=preset["synthetic_per_emotion"]
         )
-        primary = parse_corpus_spec(str(savee_dir), default_kind="savee")
         emodb = None
         if needs_emodb:
-            emodb_dir = root / f"emodb_seed{args.seed}_n{preset['synthetic_emodb_per_emotion']}"
-            synthetic.make_emodb_corpus(
-                emodb_dir, seed=args.seed, per_emotion=preset["synthetic_emodb_per_emotion"]
+            emodb = cli.synthetic_corpus_spec(
+                root, "emodb", seed=args.seed, per_emotion=preset["synthetic_emodb_per_emotion"]
             )
-            emodb = parse_corpus_spec(str(emodb_dir), default_kind="emodb")
         return primary, emodb, "synthetic (eSpeak NG) SAVEE- and EMO-DB-shaped corpora"
-    primary = parse_corpus_spec(args.savee, default_kind="savee")
-    if not primary.directory.exists():
-        raise ValueError(f"--savee: corpus folder not found: {primary.directory}")
+    (primary,) = cli.corpus_specs([args.savee], "--savee", default_kind="savee")
     emodb = None
     if needs_emodb:
         if args.emodb is None:
@@ -184,40 +140,27 @@ def _resolve_corpora(args, settings, cache_dir, preset):
                 "Settings xl and mtl_xl add EMO-DB to training: pass --emodb DIR, "
                 "or run --settings stl,mtl."
             )
-        emodb = parse_corpus_spec(args.emodb, default_kind="emodb")
-        if not emodb.directory.exists():
-            raise ValueError(f"--emodb: corpus folder not found: {emodb.directory}")
-    return primary, emodb, f"{primary.kind} at {primary.directory}" + (
-        f" + EMO-DB at {emodb.directory}" if emodb else ""
+        (emodb,) = cli.corpus_specs([args.emodb], "--emodb", default_kind="emodb")
+    return (
+        primary,
+        emodb,
+        f"{primary.kind} at {primary.directory}"
+        + (f" + EMO-DB at {emodb.directory}" if emodb else ""),
     )
 
 
-def _report_skipped(name, listing_skipped, cache_skipped):
-    skipped = list(listing_skipped) + list(cache_skipped)
-    if skipped:
-        print(f"  {name}: skipped {len(skipped)} file(s):")
-        for entry in skipped[:20]:
-            print(f"    {entry.path}: {entry.reason}")
-        if len(skipped) > 20:
-            print(f"    ... and {len(skipped) - 20} more (see skipped.json)")
-    return [entry.to_dict() for entry in skipped]
-
-
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 def run(args) -> int:
     import numpy as np
 
+    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
+    strategy = cli.strategy_from_args(args)
+
     from ser_keras.corpora.labels import get_label_map
-    from ser_keras.data.cache import WaveformCache, default_cache_dir
+    from ser_keras.data.cache import WaveformCache
     from ser_keras.data.pipeline import compute_features
     from ser_keras.data.splits import leave_one_speaker_out
     from ser_keras.evaluation import reports
@@ -227,31 +170,20 @@ def run(args) -> int:
     from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
 
-    from ser_keras.training.distribute import get_strategy, per_replica_batch_size
-
-    # Created first: MultiWorkerMirroredStrategy must exist before other TF ops.
-    strategy = get_strategy(args.strategy) if args.strategy != "none" else None
-    settings = _parse_settings(args.settings)
+    settings = cli.parse_name_list(args.settings, tuple(SETTINGS), "--settings")
     preset = dict(PRESETS[args.preset])
+    cli.check_at_least(
+        [("--synthetic-per-emotion", args.synthetic_per_emotion, 2), ("--folds", args.folds, 1)]
+    )
     if args.synthetic_per_emotion is not None:
-        if args.synthetic_per_emotion < 2:
-            raise ValueError(
-                f"--synthetic-per-emotion must be at least 2. Received: {args.synthetic_per_emotion}"
-            )
         preset["synthetic_per_emotion"] = args.synthetic_per_emotion
         preset["synthetic_emodb_per_emotion"] = max(1, args.synthetic_per_emotion // 2)
     epochs = args.epochs or preset["epochs"]
     batch_size = args.batch_size or preset["batch_size"]
-    if strategy is not None:
-        per_replica_batch_size(batch_size, strategy)  # the global batch must split evenly
-    if args.folds is not None and args.folds < 1:
-        raise ValueError(f"--folds must be at least 1. Received: {args.folds}")
+    cli.check_global_batch(batch_size, strategy)
     num_folds = args.folds if args.folds is not None else preset["folds"]
-    if not 0.0 < args.validation_fraction < 0.5:
-        raise ValueError(
-            f"--validation-fraction must be in (0, 0.5). Received: {args.validation_fraction}"
-        )
-    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
+    cli.check_fraction("--validation-fraction", args.validation_fraction, 0.0, 0.5)
+    cache_dir = cli.cache_dir_of(args)
     started = time.time()
 
     primary_spec, emodb_spec, data_description = _resolve_corpora(args, settings, cache_dir, preset)
@@ -262,11 +194,7 @@ def run(args) -> int:
         + (f"first {num_folds} folds" if num_folds else "all folds")
         + (f", early stopping after {preset['patience']} epochs" if preset["patience"] else "")
         + ")"
-        + (
-            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
-            if args.preset == "quick"
-            else ""
-        ),
+        + cli.reduced_note(args.preset == "quick"),
         flush=True,
     )
 
@@ -279,9 +207,9 @@ def run(args) -> int:
     def load(spec, name):
         listing = spec.load()
         cached = waveform_cache.load(listing.utterances, progress=not args.quiet)
-        skipped = _report_skipped(name, listing.skipped, cached.skipped)
-        for warning in listing.warnings:
-            print(f"  {name}: warning: {warning.path}: {warning.reason}")
+        skipped = cli.report_skipped(
+            name, list(listing.skipped) + list(cached.skipped), listing.warnings
+        )
         return cached, skipped
 
     primary, primary_skipped = load(primary_spec, primary_spec.kind)
@@ -290,8 +218,8 @@ def run(args) -> int:
     unmapped = emotion_map.unmapped_counts(primary.utterances)
     if unmapped:
         print(f"  {primary_spec.kind}: labels outside SAVEE's seven, left out: {unmapped}")
-    primary_utterances = [u for u, k in zip(primary.utterances, keep) if k]
-    primary_waveforms = [w for w, k in zip(primary.waveforms, keep) if k]
+    primary_utterances = [u for u, k in zip(primary.utterances, keep, strict=True) if k]
+    primary_waveforms = [w for w, k in zip(primary.waveforms, keep, strict=True) if k]
     primary_labels = primary_labels[keep]
 
     extra_utterances, extra_waveforms, extra_labels, extra_skipped = [], [], np.zeros(0, int), []
@@ -306,8 +234,8 @@ def run(args) -> int:
             dtype=np.int32,
         )
         extra_keep = shared >= 0
-        extra_utterances = [u for u, k in zip(emodb.utterances, extra_keep) if k]
-        extra_waveforms = [w for w, k in zip(emodb.waveforms, extra_keep) if k]
+        extra_utterances = [u for u, k in zip(emodb.utterances, extra_keep, strict=True) if k]
+        extra_waveforms = [w for w, k in zip(emodb.waveforms, extra_keep, strict=True) if k]
         extra_labels = shared[extra_keep]
         print(
             f"  emodb: {len(extra_utterances)} utterances with SAVEE's shared six emotions "
@@ -335,8 +263,12 @@ def run(args) -> int:
     if num_folds is not None:
         folds = folds[:num_folds]
 
+    # On a multi-worker cluster only the chief writes to --out and exports.
+    outputs = cli.worker_outputs(
+        args.out, strategy, export_dir=None if args.no_export else args.export_dir
+    )
     state = RunState(
-        args.out,
+        outputs.out_dir,
         {
             "app": "train_savee_crosslang",
             "data": data_description,
@@ -372,7 +304,9 @@ def run(args) -> int:
             speakers = sorted({all_utterances[i].speaker_id for i in train_index})
             speaker_index = {speaker: number for number, speaker in enumerate(speakers)}
 
-            def split(indices, is_test=False):
+            def split(
+                indices, is_test=False, with_speaker=with_speaker, speaker_index=speaker_index
+            ):
                 indices = np.asarray(indices)
                 labels = {"emotion": all_labels[indices]}
                 if with_speaker:
@@ -385,12 +319,11 @@ def run(args) -> int:
                     )
                 return Split(features[indices], labels)
 
-            model_preset = preset["model_preset"]
             num_speakers = len(speakers) if with_speaker else 0
 
-            def build_model():
+            def build_model(num_speakers=num_speakers):
                 model = AttentionCNNBLSTM.from_preset(
-                    model_preset,
+                    preset["model_preset"],
                     num_frames=features.shape[1],
                     num_mels=features.shape[2],
                     num_emotions=len(class_names),
@@ -442,8 +375,10 @@ def run(args) -> int:
                 f"{100 * (result['best_validation'] or 0):.2f} at epoch {result['best_epoch']})",
                 flush=True,
             )
-            if best_for_export is None or best_for_export[0] != setting or (
-                (result["best_validation"] or 0) > best_for_export[1]
+            if (
+                best_for_export is None
+                or best_for_export[0] != setting
+                or ((result["best_validation"] or 0) > best_for_export[1])
             ):
                 best_for_export = (setting, result["best_validation"] or 0, fold_dir)
 
@@ -494,20 +429,17 @@ def run(args) -> int:
         units="percent",
     )
 
-    if not args.no_export and best_for_export is not None:
+    if outputs.export_dir is not None and best_for_export is not None:
         import keras
-
-        from ser_keras.export.saved_model import export_saved_model
 
         setting, _, fold_dir = best_for_export
         model = keras.models.load_model(str(fold_dir / "best.keras"))
-        label_names = {"emotion": class_names}
-        path = export_saved_model(
+        path = cli.export_for_serving(
             model,
-            args.export_dir,
+            outputs.export_dir,
             "attention_cnn_blstm",
             frontend=frontend,
-            label_names=label_names,
+            label_names={"emotion": class_names},
             metadata={
                 "app": "train_savee_crosslang",
                 "setting": setting,
@@ -516,9 +448,6 @@ def run(args) -> int:
                 "data": data_description,
             },
         )
-        from ser_keras.export.serving import write_models_config
-
-        write_models_config(args.export_dir)
         results["export"] = str(path)
         print(f"\nExported the best {setting} model ({fold_dir.name}) to {path}")
 
@@ -532,7 +461,7 @@ def _write_tables(out_dir, results, pooled_confusions, class_names):
     from ser_keras.evaluation import reports
 
     rows = []
-    for name, entry in results["settings"].items():
+    for entry in results["settings"].values():
         rows.append(
             [
                 entry["title"],
@@ -544,9 +473,7 @@ def _write_tables(out_dir, results, pooled_confusions, class_names):
     fold_rows = []
     for name, entry in results["settings"].items():
         for fold in entry["folds"]:
-            fold_rows.append(
-                [name, fold["fold"], f"{fold['wa']:.2f}", f"{fold['ua']:.2f}"]
-            )
+            fold_rows.append([name, fold["fold"], f"{fold['wa']:.2f}", f"{fold['ua']:.2f}"])
     fold_table = reports.markdown_table(["setting", "fold", "WA", "UA"], fold_rows)
     sections = [
         "# Attention CNN-BLSTM, leave-one-speaker-out (layout of Table 2, Fu et al. 2021)",

@@ -56,6 +56,8 @@ import pathlib
 import sys
 import time
 
+from ser_keras import cli
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = ("attention_cnn_blstm", "resnet_lstm_mtl", "aae_mtl")
@@ -106,14 +108,11 @@ GENDERS = ("female", "male")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.tune",
-        description=(
-            "KerasTuner search over a model family's hyperparameters, maximising the "
-            "validation emotion UA on speakers held out of training. Without --data, "
-            "synthetic eSpeak NG corpora are generated and cached."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = cli.app_parser(
+        "tune",
+        "KerasTuner search over a model family's hyperparameters, maximising the "
+        "validation emotion UA on speakers held out of training. Without --data, "
+        "synthetic eSpeak NG corpora are generated and cached.",
     )
     parser.add_argument("--model", choices=MODELS, required=True, help="Model family to tune.")
     parser.add_argument(
@@ -176,41 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hyperband-factor", type=int, default=3, help="Hyperband's reduction factor."
     )
-    from ser_keras.training.distribute import add_strategy_argument
-
-    add_strategy_argument(parser)  # --strategy none|mirrored|multiworker
     parser.add_argument(
         "--directory", default="runs/tune", help="Folder of the search projects."
     )
     parser.add_argument(
         "--project-name", help="Project folder inside --directory (default: the model name)."
     )
-    parser.add_argument(
-        "--resume", action="store_true",
-        help="Continue the search in the project folder (KerasTuner overwrite=False).",
+    # --seed, --resume, --cache-dir, --synthetic-per-emotion, --quiet, --strategy.
+    cli.add_common_arguments(
+        parser,
+        default_out=None,
+        resume_help="Continue the search in the project folder (KerasTuner overwrite=False).",
+        synthetic_help="Synthetic corpora: utterances per speaker and emotion (default: the "
+        "preset's).",
     )
-    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
-    parser.add_argument(
-        "--cache-dir",
-        help="Waveform and synthetic-corpus cache (default: $SER_KERAS_CACHE or "
-        "~/.cache/ser_keras).",
-    )
-    parser.add_argument(
-        "--synthetic-per-emotion", type=int,
-        help="Synthetic corpora: utterances per speaker and emotion (default: the preset's).",
-    )
-    parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(build_parser(), run, argv)
 
 
 # ---------------------------------------------------------------------------
@@ -218,7 +201,7 @@ def main(argv=None) -> int:
 
 
 def _check_arguments(args):
-    for name, value, minimum in (
+    cli.check_at_least([
         ("--max-trials", args.max_trials, 1),
         ("--cv-folds", args.cv_folds, 2),
         ("--validation-speakers", args.validation_speakers, 1),
@@ -228,9 +211,7 @@ def _check_arguments(args):
         ("--hyperband-factor", args.hyperband_factor, 2),
         ("--seed", args.seed, 0),
         ("--synthetic-per-emotion", args.synthetic_per_emotion, 1),
-    ):
-        if value is not None and value < minimum:
-            raise ValueError(f"{name} must be at least {minimum}. Received: {value}")
+    ])
     if args.single_task and args.model != "attention_cnn_blstm":
         raise ValueError(
             f"--single-task applies to attention_cnn_blstm only. Received: --model {args.model}"
@@ -239,36 +220,25 @@ def _check_arguments(args):
 
 def _corpus_specs(args, cache_dir):
     """(specs, description): the --data corpora, or the synthetic defaults."""
-    from ser_keras.audio import synthetic
-    from ser_keras.corpora.spec import CorpusSpec, parse_corpus_spec
-
     if args.data:
-        specs = [parse_corpus_spec(text) for text in args.data]
-        for text, spec in zip(args.data, specs, strict=True):
-            if not spec.directory.exists():
-                raise ValueError(f"--data {text}: corpus folder not found: {spec.directory}")
-        return specs, ", ".join(f"{spec.kind}:{spec.directory}" for spec in specs)
+        specs = cli.corpus_specs(args.data, "--data")
+        return specs, cli.describe_specs(specs)
 
     per_emotion = args.synthetic_per_emotion or SYNTHETIC_PER_EMOTION[args.preset]
-    root = pathlib.Path(cache_dir) / "synthetic"
-    print(f"Generating (or reusing) synthetic corpora under {root} ...", flush=True)
+    root = cli.synthetic_root(cache_dir)
     if args.model == "aae_mtl":
         # EMO-DB's layout has ten speakers of both genders (speaker and gender heads).
-        emodb_dir = root / f"emodb_seed{args.seed}_n{per_emotion}"
-        synthetic.make_emodb_corpus(emodb_dir, seed=args.seed, per_emotion=per_emotion)
-        return [CorpusSpec("emodb", emodb_dir)], "synthetic (eSpeak NG) EMO-DB-shaped corpus"
-    savee_dir = root / f"savee_seed{args.seed}_n{per_emotion}"
-    synthetic.make_savee_corpus(savee_dir, seed=args.seed, per_emotion=per_emotion)
-    specs = [CorpusSpec("savee", savee_dir)]
+        emodb = cli.synthetic_corpus_spec(root, "emodb", seed=args.seed, per_emotion=per_emotion)
+        return [emodb], "synthetic (eSpeak NG) EMO-DB-shaped corpus"
+    specs = [cli.synthetic_corpus_spec(root, "savee", seed=args.seed, per_emotion=per_emotion)]
     description = "synthetic (eSpeak NG) SAVEE-shaped corpus"
     if args.model == "resnet_lstm_mtl":
         # Unlabelled speech in a second language: the language and domain heads.
-        per_speaker = 2 * per_emotion
-        folder = root / f"folder_fr_seed{args.seed}_n{per_speaker}"
-        synthetic.make_folder_corpus(
-            folder, "fr", seed=args.seed, num_speakers=4, per_speaker=per_speaker
+        specs.append(
+            cli.synthetic_corpus_spec(
+                root, "folder", seed=args.seed, language="fr", per_speaker=2 * per_emotion
+            )
         )
-        specs.append(CorpusSpec("folder", folder, "fr"))
         description += " + unlabelled French speech"
     return specs, description
 
@@ -282,17 +252,10 @@ def _load(specs, cache_dir, quiet):
     for spec in specs:
         listing = spec.load()
         cached = cache.load(listing.utterances, progress=not quiet)
-        name = f"{spec.kind}:{spec.directory}"
-        entries = list(listing.skipped) + list(cached.skipped)
-        if entries:
-            print(f"  {name}: skipped {len(entries)} file(s):")
-            for entry in entries[:20]:
-                print(f"    {entry.path}: {entry.reason}")
-            if len(entries) > 20:
-                print(f"    ... and {len(entries) - 20} more (see skipped.json)")
-        for warning in listing.warnings:
-            print(f"  {name}: warning: {warning.path}: {warning.reason}")
-        skipped[name] = [entry.to_dict() for entry in entries]
+        name = cli.describe_specs([spec])
+        skipped[name] = cli.report_skipped(
+            name, list(listing.skipped) + list(cached.skipped), listing.warnings
+        )
         if not cached.utterances:
             raise ValueError(f"No usable audio in {spec.directory} ({spec.kind}).")
         print(
@@ -379,13 +342,6 @@ def _hypermodel(args, model_preset, num_emotions, classes, input_shape):
     )
 
 
-def _strategy(name):
-    """The tuner's `distribution_strategy`: None for "none" (KerasTuner's plain path)."""
-    from ser_keras.training.distribute import get_strategy
-
-    return None if name == "none" else get_strategy(name)
-
-
 # ---------------------------------------------------------------------------
 # Run
 
@@ -395,29 +351,29 @@ def run(args) -> int:
     import numpy as np
 
     from ser_keras.corpora.labels import get_label_map
-    from ser_keras.data.cache import default_cache_dir
     from ser_keras.data.pipeline import compute_features
     from ser_keras.data.splits import leave_one_speaker_out
     from ser_keras.evaluation import reports
     from ser_keras.features.logmel import LogMel
-    from ser_keras.training.distribute import is_chief, worker_output_dir
     from ser_keras.training.runner import RunState
     from ser_keras.tuning import search
     from ser_keras.tuning.hypermodels import validation_labels
 
+    # MultiWorkerMirroredStrategy must exist before other TensorFlow operations
+    # run; the tuner's `distribution_strategy` is None for "none".
+    strategy = cli.strategy_from_args(args)
     _check_arguments(args)
     family = FAMILIES[args.model]
     settings = dict(family[args.preset])
     epochs = args.epochs or settings["epochs"]
     batch_size = args.batch_size or family["batch_size"]
     patience = args.patience if args.patience is not None else settings["patience"]
-    cache_dir = pathlib.Path(args.cache_dir or default_cache_dir())
-    # MultiWorkerMirroredStrategy must exist before other TensorFlow operations run.
-    strategy = _strategy(args.strategy)
+    cli.check_global_batch(batch_size, strategy)
+    cache_dir = cli.cache_dir_of(args)
     # On a multi-worker cluster every worker runs the same trials; only the
     # chief's project folder holds the results, the others get their own.
-    directory = worker_output_dir(args.directory, strategy)
-    chief = is_chief(strategy)
+    outputs = cli.worker_outputs(args.directory, strategy)
+    directory, chief = outputs.out_dir, outputs.is_chief
     project_name = args.project_name or args.model
     project_dir = directory / project_name
     if project_dir.exists() and not args.resume:
@@ -447,11 +403,7 @@ def run(args) -> int:
         f"(architecture preset {settings['model_preset']!r}), {epochs} epochs, batch "
         f"{batch_size}, objective {args.objective}"
         + (f", patience {patience}" if patience else "")
-        + (
-            " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
-            if args.preset == "quick"
-            else ""
-        ),
+        + cli.reduced_note(args.preset == "quick"),
         flush=True,
     )
 

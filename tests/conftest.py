@@ -7,7 +7,6 @@ several packages need lives here.
 import os
 import pathlib
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -11,6 +11,9 @@
    `tf.saved_model.load` in a separate Python process that never imports
    ser_keras reproduce the probabilities through the `features` signature, and
    the `serving_default` signature returns the label strings.
+
+The loader of step 4 is public for other tests that check an export the same
+way: `SAVED_MODEL_LOADER` (its source) and `saved_model_loader_command`.
 """
 
 from __future__ import annotations
@@ -28,9 +31,14 @@ import numpy as np
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# Runs in a fresh interpreter: loads the SavedModel with TensorFlow alone and
-# writes the signatures' outputs. Fails if anything imported ser_keras.
-_LOADER = textwrap.dedent(
+#: Python source of a loader run in a fresh interpreter (`python -c SAVED_MODEL_LOADER
+#: export_dir inputs.npz outputs.npz`): loads the SavedModel with TensorFlow alone, runs
+#: the `features` signature on `inputs["features"]` and `serving_default` on
+#: `inputs["waveform"]` / `inputs["lengths"]`, and writes every output to `outputs.npz` as
+#: `features/<name>` and `serving_default/<name>` (string tensors as bytes), plus
+#: `metadata`. It exits with an error if anything imported ser_keras. Build the command
+#: with `saved_model_loader_command`.
+SAVED_MODEL_LOADER = textwrap.dedent(
     """
     import json, os, sys
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -57,6 +65,31 @@ _LOADER = textwrap.dedent(
         raise SystemExit(f"ser_keras was imported: {leaked}")
     """
 )
+
+
+def saved_model_loader_command(export_dir, inputs_path, outputs_path) -> list[str]:
+    """The command line that runs `SAVED_MODEL_LOADER` on an exported SavedModel.
+
+    Run it with a working folder outside the project root and without
+    `PYTHONPATH`, so that `import ser_keras` would fail there: the SavedModel
+    is then shown to load with TensorFlow alone.
+
+    Args:
+        export_dir: The SavedModel folder (`export_saved_model`'s result).
+        inputs_path: `.npz` holding `features`, `waveform` and `lengths`.
+        outputs_path: `.npz` the loader writes.
+
+    Returns:
+        The argument list for `subprocess.run` / `subprocess.Popen`.
+    """
+    return [
+        sys.executable,
+        "-c",
+        SAVED_MODEL_LOADER,
+        str(export_dir),
+        str(inputs_path),
+        str(outputs_path),
+    ]
 
 
 def _as_dict(outputs):
@@ -210,7 +243,7 @@ def _check_export(model, sample_inputs, outputs, tmp_path, frontend, label_names
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     completed = subprocess.run(
-        [sys.executable, "-c", _LOADER, str(export_dir), str(inputs_path), str(outputs_path)],
+        saved_model_loader_command(export_dir, inputs_path, outputs_path),
         cwd=str(tmp_path),  # not the project root, so `import ser_keras` would fail
         env=env,
         capture_output=True,

@@ -58,6 +58,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ser_keras.corpora.records import Utterance
+from ser_keras.utils.atomic import atomic_path, write_file_atomic
 
 ESPEAK_SAMPLE_RATE = 22050
 LAYOUTS = ("savee", "emodb", "folder")
@@ -1063,15 +1064,15 @@ def write_manifest(path, utterances: Iterable[Utterance]) -> pathlib.Path:
     missing values are empty.
 
     Args:
-        path: The CSV file to write (its folder must exist).
+        path: The CSV file to write (atomically; missing folders are created).
         utterances: The records to list.
 
     Returns:
         The path written.
     """
     path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as file:
+
+    def write(file):
         writer = csv.writer(file)
         writer.writerow(MANIFEST_COLUMNS)
         for utterance in utterances:
@@ -1087,17 +1088,16 @@ def write_manifest(path, utterances: Iterable[Utterance]) -> pathlib.Path:
                     utterance.naturalness or "",
                 ]
             )
-    os.replace(temporary, path)
-    return path
+
+    return write_file_atomic(path, write, binary=False, suffix=".tmp")
 
 
 def _write_wav(path: pathlib.Path, audio: np.ndarray, sample_rate: int):
     import soundfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(temporary, path)
+    # ".tmp" ending: a leftover temporary file is never listed as audio.
+    with atomic_path(path, suffix=".tmp") as temporary:
+        soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16", format="WAV")
 
 
 def _read_stamp(root: pathlib.Path) -> dict | None:
@@ -1110,9 +1110,8 @@ def _read_stamp(root: pathlib.Path) -> dict | None:
 
 
 def _write_stamp(root: pathlib.Path, stamp: dict):
-    temporary = root / (STAMP_NAME + ".tmp")
-    temporary.write_text(json.dumps(stamp, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, root / STAMP_NAME)
+    with atomic_path(root / STAMP_NAME, suffix=".tmp") as temporary:
+        temporary.write_text(json.dumps(stamp, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
 def _stamp_is_complete(root: pathlib.Path, stamp: dict | None, parameters: dict) -> bool:

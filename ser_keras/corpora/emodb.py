@@ -15,7 +15,13 @@ import pathlib
 import re
 
 from ser_keras.corpora.records import CorpusListing
-from ser_keras.corpora.scan import SkipFile, check_directory, collect, find_audio_files
+from ser_keras.corpora.scan import (
+    SkipFile,
+    check_directory,
+    collect,
+    find_audio_files,
+    match_file_name,
+)
 
 CORPUS = "emodb"
 LANGUAGE = "de"
@@ -56,13 +62,11 @@ def load_emodb(directory) -> CorpusListing:
     scan_root = root / "wav" if (root / "wav").is_dir() else root
 
     def describe(path: pathlib.Path, warn) -> dict:
-        match = _NAME.match(path.stem)
-        if not match:
-            raise SkipFile(
-                f"name {path.name!r} does not follow EMO-DB's <speaker NN><text a01><emotion>"
-                "<version>.wav (e.g. 03a01Fa.wav)"
-            )
-        speaker, _, code, _ = match.groups()
+        speaker, _, code, _ = match_file_name(
+            _NAME,
+            path,
+            "EMO-DB's <speaker NN><text a01><emotion><version>.wav (e.g. 03a01Fa.wav)",
+        )
         if code not in EMOTION_CODES:
             raise SkipFile(
                 f"unknown emotion letter {code!r} (EMO-DB letters: {', '.join(EMOTION_CODES)})"

@@ -17,7 +17,13 @@ import pathlib
 import re
 
 from ser_keras.corpora.records import CorpusListing
-from ser_keras.corpora.scan import SkipFile, check_directory, collect, find_audio_files
+from ser_keras.corpora.scan import (
+    SkipFile,
+    check_directory,
+    collect,
+    find_audio_files,
+    match_file_name,
+)
 
 CORPUS = "emovo"
 LANGUAGE = "it"
@@ -46,13 +52,12 @@ def load_emovo(directory) -> CorpusListing:
     root = check_directory(directory, CORPUS)
 
     def describe(path: pathlib.Path, warn) -> dict:
-        match = _NAME.match(path.stem.lower())
-        if not match:
-            raise SkipFile(
-                f"name {path.name!r} does not follow EMOVO's <emotion>-<speaker>-<sentence>.wav "
-                "(e.g. dis-f1-b1.wav)"
-            )
-        code, speaker, _ = match.groups()
+        code, speaker, _ = match_file_name(
+            _NAME,
+            path,
+            "EMOVO's <emotion>-<speaker>-<sentence>.wav (e.g. dis-f1-b1.wav)",
+            text=path.stem.lower(),
+        )
         if code not in EMOTION_CODES:
             raise SkipFile(
                 f"unknown emotion code {code!r} (EMOVO codes: {', '.join(EMOTION_CODES)})"

@@ -18,7 +18,7 @@ import pathlib
 import re
 
 from ser_keras.corpora.records import CorpusListing, SkippedFile
-from ser_keras.corpora.scan import SkipFile, check_directory, collect, find_audio_files
+from ser_keras.corpora.scan import check_directory, collect, find_audio_files, match_file_name
 
 CORPUS = "librispeech"
 LANGUAGE = "en"
@@ -64,12 +64,8 @@ def load_librispeech(directory) -> CorpusListing:
     genders = read_speaker_genders(speakers_file) if speakers_file else {}
 
     def describe(path: pathlib.Path, warn) -> dict:
-        match = _NAME.match(path.stem)
-        if not match:
-            raise SkipFile(
-                f"name {path.name!r} does not follow LibriSpeech's <speaker>-<chapter>-<n>.flac"
-            )
-        speaker, chapter, _ = match.groups()
+        layout = "LibriSpeech's <speaker>-<chapter>-<n>.flac"
+        speaker, chapter, _ = match_file_name(_NAME, path, layout)
         if (path.parent.name, path.parent.parent.name) != (chapter, speaker):
             warn(
                 f"file is in {path.parent.parent.name}/{path.parent.name}/ but its name gives "

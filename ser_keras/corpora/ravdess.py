@@ -20,7 +20,13 @@ import pathlib
 import re
 
 from ser_keras.corpora.records import CorpusListing
-from ser_keras.corpora.scan import SkipFile, check_directory, collect, find_audio_files
+from ser_keras.corpora.scan import (
+    SkipFile,
+    check_directory,
+    collect,
+    find_audio_files,
+    match_file_name,
+)
 
 CORPUS = "ravdess"
 LANGUAGE = "en"
@@ -64,13 +70,11 @@ def load_ravdess(directory, include_song: bool = False) -> CorpusListing:
     root = check_directory(directory, CORPUS)
 
     def describe(path: pathlib.Path, warn) -> dict:
-        match = _NAME.match(path.stem)
-        if not match:
-            raise SkipFile(
-                f"name {path.name!r} does not follow RAVDESS's seven two-digit fields "
-                "(e.g. 03-01-05-01-02-01-05.wav)"
-            )
-        modality, channel, emotion, _, _, _, name_actor = match.groups()
+        modality, channel, emotion, _, _, _, name_actor = match_file_name(
+            _NAME,
+            path,
+            "RAVDESS's seven two-digit fields (e.g. 03-01-05-01-02-01-05.wav)",
+        )
         if modality not in _AUDIO_MODALITIES:
             raise SkipFile(f"modality {modality!r} has no audio track (expected 01 or 03)")
         if channel not in VOCAL_CHANNELS:

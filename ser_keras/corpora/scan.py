@@ -79,6 +79,26 @@ def find_audio_files(root: pathlib.Path, recursive: bool = True) -> list[pathlib
     return sorted(path for path in pattern if is_audio_file(path))
 
 
+def match_file_name(pattern, path: pathlib.Path, layout: str, text: str | None = None) -> tuple:
+    """The groups of `pattern` matched at the start of a file's name stem.
+
+    Args:
+        pattern: Compiled regular expression of the corpus's naming scheme.
+        path: The audio file.
+        layout: The naming scheme in words, with an example, for the skip
+            reason (e.g. `"EMOVO's <emotion>-<speaker>-<sentence>.wav (e.g.
+            dis-f1-b1.wav)"`).
+        text: What to match instead of `path.stem` (e.g. the stem in lower case).
+
+    Raises:
+        SkipFile: When the name does not match, naming `layout`.
+    """
+    match = pattern.match(path.stem if text is None else text)
+    if not match:
+        raise SkipFile(f"name {path.name!r} does not follow {layout}")
+    return match.groups()
+
+
 def read_duration(path: pathlib.Path) -> float:
     """Reads the duration in seconds from the file header.
 

@@ -25,6 +25,7 @@ from ser_keras.corpora.scan import (
     collect,
     emotion_folder_label,
     find_audio_files,
+    match_file_name,
 )
 
 CORPUS = "turev"
@@ -44,13 +45,11 @@ def load_turev(directory) -> CorpusListing:
     root = check_directory(directory, CORPUS)
 
     def describe(path: pathlib.Path, warn) -> dict:
-        match = _NAME.match(path.stem)
-        if not match:
-            raise SkipFile(
-                f"name {path.name!r} does not follow TurEV-DB's <speaker>_<emotion>_<word>.wav "
-                "(e.g. 1157_kz_acik.wav)"
-            )
-        speaker, code, _ = match.groups()
+        speaker, code, _ = match_file_name(
+            _NAME,
+            path,
+            "TurEV-DB's <speaker>_<emotion>_<word>.wav (e.g. 1157_kz_acik.wav)",
+        )
         name_label = EMOTION_CODES.get(code.lower())
         if name_label is None:
             if path.parent.name.lower() not in EMOTION_FOLDERS:

@@ -23,6 +23,7 @@ from ser_keras.corpora.scan import (
     collect,
     emotion_folder_label,
     find_audio_files,
+    match_file_name,
 )
 
 CORPUS = "urdu"
@@ -46,13 +47,11 @@ def load_urdu(directory) -> CorpusListing:
     root = check_directory(directory, CORPUS)
 
     def describe(path: pathlib.Path, warn) -> dict:
-        match = _NAME.match(path.stem)
-        if not match:
-            raise SkipFile(
-                f"name {path.name!r} does not follow URDU's S<gender><speaker>_F<file>_"
-                "<emotion><number>.wav (e.g. SM1_F10_A010.wav)"
-            )
-        speaker, gender, code = match.groups()
+        speaker, gender, code = match_file_name(
+            _NAME,
+            path,
+            "URDU's S<gender><speaker>_F<file>_<emotion><number>.wav (e.g. SM1_F10_A010.wav)",
+        )
         if code.upper() not in EMOTION_CODES:
             raise SkipFile(
                 f"unknown emotion letter {code!r} (URDU letters: {', '.join(EMOTION_CODES)})"

@@ -39,7 +39,6 @@ import pathlib
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -48,6 +47,7 @@ import numpy as np
 
 from ser_keras.audio.io import DECODER_VERSION, AudioError, AudioOptions, load_audio
 from ser_keras.corpora.records import SkippedFile, Utterance
+from ser_keras.utils.atomic import write_file_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -350,7 +350,8 @@ class WaveformCache:
         """Writes an entry atomically; a failure to write only warns (once)."""
         target = self.entries_directory / relative
         try:
-            _atomic_write(target, writer)
+            # ".tmp" ending: a leftover temporary file never looks like an entry.
+            write_file_atomic(target, writer, suffix=".tmp")
         except OSError as error:
             with self._write_lock:
                 if not self._write_failed:
@@ -382,22 +383,6 @@ class WaveformCache:
         """Deletes every entry of every option set under `directory`."""
         if self.directory.is_dir():
             shutil.rmtree(self.directory)
-
-
-def _atomic_write(target: pathlib.Path, writer) -> None:
-    """Writes `target` through a temporary file in its folder and `os.replace`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            writer(file)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 # The header np.save writes for a little-endian float32 vector (format 1.0).

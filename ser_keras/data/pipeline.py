@@ -21,6 +21,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from ser_keras.utils.validation import positive_int
+
 # tf.functions wrapping a front-end, per front-end object and jit setting.
 _FRONTEND_FUNCTIONS = weakref.WeakKeyDictionary()
 
@@ -96,14 +98,8 @@ def compute_features(
         of float32 arrays `[frames_i, num_mels]`, each cut to its utterance's
         valid frame count.
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
-    if length_multiple is not None and (
-        not isinstance(length_multiple, (int, np.integer)) or length_multiple <= 0
-    ):
-        raise ValueError(
-            f"`length_multiple` must be a positive integer or None. Received: {length_multiple!r}"
-        )
+    batch_size = positive_int("batch_size", batch_size)
+    length_multiple = positive_int("length_multiple", length_multiple, allow_none=True)
     arrays = _check_waveforms(waveforms)
     count = len(arrays)
     num_frames = getattr(frontend, "num_frames", None)
@@ -205,6 +201,21 @@ def _index_dataset(count, shuffle, seed, repeat):
     return dataset
 
 
+def _with_labels(batch_inputs, label_tensors, indices):
+    """`batch_inputs`, or `(batch_inputs, labels of indices)` when there are labels."""
+    if label_tensors is None:
+        return batch_inputs
+    return batch_inputs, _gather(label_tensors, indices)
+
+
+def _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder):
+    """Batches of sample indices (see `_index_dataset`) mapped by `load`, prefetched."""
+    dataset = _index_dataset(count, shuffle, seed, repeat)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(
     inputs,
     labels=None,
@@ -233,8 +244,7 @@ def make_dataset(
         `tf.data.Dataset` of `(inputs, labels)` (or `inputs` when `labels` is
         None), labels int32.
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    batch_size = positive_int("batch_size", batch_size)
     inputs, count = _as_input_structure(inputs)
     labels = _as_labels(labels, count)
     input_tensors = _to_tensors(inputs)
@@ -242,14 +252,9 @@ def make_dataset(
 
     def load(indices):
         batch_inputs = _gather(input_tensors, indices)
-        if label_tensors is None:
-            return batch_inputs
-        return batch_inputs, _gather(label_tensors, indices)
+        return _with_labels(batch_inputs, label_tensors, indices)
 
-    dataset = _index_dataset(count, shuffle, seed, repeat)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder)
 
 
 def make_waveform_dataset(
@@ -284,14 +289,8 @@ def make_waveform_dataset(
     Returns:
         `tf.data.Dataset` as described, prefetched.
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
-    if max_samples is not None and (
-        not isinstance(max_samples, (int, np.integer)) or max_samples <= 0
-    ):
-        raise ValueError(
-            f"`max_samples` must be a positive integer or None. Received: {max_samples!r}"
-        )
+    batch_size = positive_int("batch_size", batch_size)
+    max_samples = positive_int("max_samples", max_samples, allow_none=True)
     arrays = _check_waveforms(waveforms)
     if max_samples is not None:
         arrays = [array[:max_samples] for array in arrays]
@@ -306,14 +305,9 @@ def make_waveform_dataset(
     def load(indices):
         waveform = tf.gather(ragged, indices).to_tensor(default_value=0.0)
         batch_inputs = {"waveform": waveform, "lengths": tf.gather(lengths_tensor, indices)}
-        if label_tensors is None:
-            return batch_inputs
-        return batch_inputs, _gather(label_tensors, indices)
+        return _with_labels(batch_inputs, label_tensors, indices)
 
-    dataset = _index_dataset(count, shuffle, seed, repeat)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder)
 
 
 def make_mixed_dataset(

@@ -16,55 +16,25 @@ Reference:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import pathlib
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+# atomic_path and write_text_atomic live in ser_keras.utils.atomic; imported here for
+# the callers that know them as reports.atomic_path / reports.write_text_atomic.
+from ser_keras.utils.atomic import atomic_path, write_text_atomic
+
 MISSING_CELL = "n/a"
 
 
 # ---------------------------------------------------------------------------
-# Atomic files
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yields a temporary path next to `path`; moves it onto `path` if the block succeeds.
-
-    The temporary file lives in the destination folder (same file system), so
-    the final `os.replace` is atomic. On an exception the temporary file is
-    removed and `path` is left untouched.
-
-    Args:
-        path: Destination file; missing parent folders are created.
-
-    Yields:
-        `pathlib.Path` of the temporary file to write.
-    """
-    path = pathlib.Path(path)
-    if path.is_dir():
-        raise ValueError(f"Cannot write a file at {str(path)!r}: it is a folder.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    temporary = pathlib.Path(temporary)
-    try:
-        yield temporary
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+# JSON
 
 
 def to_jsonable(obj):
@@ -112,14 +82,6 @@ def write_json_atomic(path, obj, indent: int = 2) -> pathlib.Path:
     """
     text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False, ensure_ascii=False)
     return write_text_atomic(path, text + "\n")
-
-
-def write_text_atomic(path, text: str) -> pathlib.Path:
-    """Writes `text` (UTF-8) to `path` atomically; returns the path."""
-    path = pathlib.Path(path)
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-    return path
 
 
 # ---------------------------------------------------------------------------

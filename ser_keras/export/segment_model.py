@@ -32,6 +32,7 @@ import keras
 from keras import ops
 
 from ser_keras.features.framing import LAST_SEGMENT_MODES
+from ser_keras.utils.validation import positive_int
 
 
 @keras.saving.register_keras_serializable(package="ser_keras")
@@ -58,14 +59,7 @@ class FeatureSegmenter(keras.layers.Layer):
 
     def __init__(self, segment_length=256, pad_value=0.0, last_segment="pad", **kwargs):
         super().__init__(**kwargs)
-        if (
-            isinstance(segment_length, bool)
-            or not isinstance(segment_length, int)
-            or (segment_length < 1)
-        ):
-            raise ValueError(
-                f"`segment_length` must be a positive integer. Received: {segment_length!r}"
-            )
+        segment_length = positive_int("segment_length", segment_length)
         if last_segment not in LAST_SEGMENT_MODES:
             raise ValueError(
                 f"`last_segment` must be one of {LAST_SEGMENT_MODES}. Received: {last_segment!r}"

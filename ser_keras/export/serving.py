@@ -47,6 +47,8 @@ from ser_keras.export.saved_model import (
     describe_frontend,
     frontend_from_description,
 )
+from ser_keras.utils.atomic import write_text_atomic
+from ser_keras.utils.validation import positive_int
 
 MODELS_CONFIG_FILENAME = "models.config"
 # Where the `docker run --mount ... target=/models` above puts the base folder.
@@ -209,8 +211,6 @@ def write_models_config(
     Raises:
         ValueError: `base_dir` is missing or holds no model folder.
     """
-    from ser_keras.evaluation.reports import write_text_atomic
-
     found = find_served_models(base_dir)
     if not found.models:
         reasons = "; ".join(f"{entry.path}: {entry.reason}" for entry in found.skipped[:5])
@@ -446,6 +446,15 @@ def _predict_pb2():
     return predict_pb2
 
 
+def _request_arrays(inputs, specs, signature_name):
+    """The arrays of a request: checked against `specs` when given, else as given."""
+    if specs is not None:
+        return validate_inputs(inputs, specs, signature_name=signature_name)
+    if isinstance(inputs, Mapping):
+        return {name: np.asarray(value) for name, value in inputs.items()}
+    raise ValueError(f"`inputs` must be a mapping name -> array; received {inputs!r}.")
+
+
 def make_predict_request(
     model_name, inputs, *, signature_name=SERVING_SIGNATURE, version=None, specs=None
 ):
@@ -468,18 +477,12 @@ def make_predict_request(
     predict_pb2 = _predict_pb2()
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"`model_name` must be a non-empty string; received {model_name!r}.")
-    if specs is not None:
-        arrays = validate_inputs(inputs, specs, signature_name=signature_name)
-    elif isinstance(inputs, Mapping):
-        arrays = {name: np.asarray(value) for name, value in inputs.items()}
-    else:
-        raise ValueError(f"`inputs` must be a mapping name -> array; received {inputs!r}.")
+    arrays = _request_arrays(inputs, specs, signature_name)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
     if version is not None:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValueError(f"`version` must be a positive integer; received {version!r}.")
+        version = positive_int("version", version)
         request.model_spec.version.value = version
     for name, array in arrays.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
@@ -557,12 +560,7 @@ def rest_predict_body(inputs, *, signature_name=SERVING_SIGNATURE, layout="colum
     """
     if layout not in REST_LAYOUTS:
         raise ValueError(f"`layout` must be one of {REST_LAYOUTS}; received {layout!r}.")
-    if specs is not None:
-        arrays = validate_inputs(inputs, specs, signature_name=signature_name)
-    elif isinstance(inputs, Mapping):
-        arrays = {name: np.asarray(value) for name, value in inputs.items()}
-    else:
-        raise ValueError(f"`inputs` must be a mapping name -> array; received {inputs!r}.")
+    arrays = _request_arrays(inputs, specs, signature_name)
     for name, array in arrays.items():
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise ValueError(f"Input {name!r} has NaN or inf values, which JSON cannot hold.")
@@ -640,8 +638,7 @@ def rest_predict_url(model_name, *, host="localhost", port=REST_PORT, version=No
         raise ValueError(f"`model_name` must be a plain model name; received {model_name!r}.")
     url = f"http://{host}:{int(port)}/v1/models/{model_name}"
     if version is not None:
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValueError(f"`version` must be a positive integer; received {version!r}.")
+        version = positive_int("version", version)
         url += f"/versions/{version}"
     return url + ":predict"
 

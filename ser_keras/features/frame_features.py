@@ -73,7 +73,9 @@ import numpy as np
 import tensorflow as tf  # tf.signal.frame only (framing of the waveform).
 from keras import ops
 
-from ser_keras.features.logmel import LogMel
+from ser_keras.features.logmel import LogMel, waveform_batch, waveform_input_shape
+from ser_keras.utils.presets import preset_config
+from ser_keras.utils.validation import positive_int
 
 GAIN_NORMALIZATIONS = (None, "peak")
 
@@ -121,12 +123,6 @@ def feature_names(num_mfcc=12):
 
 
 FEATURE_NAMES = feature_names(12)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
 
 
 def _dct_matrix(num_mels, num_mfcc):
@@ -206,13 +202,13 @@ class FrameFeatures(keras.layers.Layer):
     ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        sample_rate = _positive_int("sample_rate", sample_rate)
-        frame_length = _positive_int("frame_length", frame_length)
-        frame_step = _positive_int("frame_step", frame_step)
-        num_mfcc = _positive_int("num_mfcc", num_mfcc)
-        num_mels = _positive_int("num_mels", num_mels)
-        pitch_frame_length = _positive_int("pitch_frame_length", pitch_frame_length)
-        delta_width = _positive_int("delta_width", delta_width)
+        sample_rate = positive_int("sample_rate", sample_rate)
+        frame_length = positive_int("frame_length", frame_length)
+        frame_step = positive_int("frame_step", frame_step)
+        num_mfcc = positive_int("num_mfcc", num_mfcc)
+        num_mels = positive_int("num_mels", num_mels)
+        pitch_frame_length = positive_int("pitch_frame_length", pitch_frame_length)
+        delta_width = positive_int("delta_width", delta_width)
         if num_mfcc >= num_mels:
             raise ValueError(
                 f"`num_mfcc` must be smaller than `num_mels`. Received: num_mfcc={num_mfcc}, "
@@ -319,13 +315,9 @@ class FrameFeatures(keras.layers.Layer):
             preset: Preset name.
             **overrides: Constructor arguments replacing the preset's.
         """
-        if preset not in FRAME_FEATURE_PRESETS:
-            raise ValueError(
-                f"Unknown frame-feature preset: {preset!r}. "
-                f"Available: {sorted(FRAME_FEATURE_PRESETS)}"
-            )
-        config = dict(FRAME_FEATURE_PRESETS[preset])
-        config.update(overrides)
+        config = preset_config(
+            FRAME_FEATURE_PRESETS, preset, overrides, kind="frame-feature preset"
+        )
         return cls(**config)
 
     # ------------------------------------------------------------ geometry
@@ -361,38 +353,9 @@ class FrameFeatures(keras.layers.Layer):
         )
 
     # ---------------------------------------------------------------- call
-    def _split_inputs(self, inputs):
-        if isinstance(inputs, dict):
-            if "waveform" not in inputs:
-                raise ValueError(
-                    'A dict input needs a "waveform" key (and optionally "lengths"). '
-                    f"Received keys: {sorted(inputs)}"
-                )
-            return inputs["waveform"], inputs.get("lengths")
-        if isinstance(inputs, (tuple, list)):
-            if len(inputs) != 2:
-                raise ValueError(
-                    "A tuple input must be (waveform, lengths). "
-                    f"Received a sequence of {len(inputs)} items."
-                )
-            return inputs[0], inputs[1]
-        return inputs, None
-
     def call(self, inputs):
-        waveform, lengths = self._split_inputs(inputs)
-        waveform = ops.cast(ops.convert_to_tensor(waveform), "float32")
-        if len(waveform.shape) != 2:
-            raise ValueError(
-                f"`waveform` must have shape [batch, samples]. Received shape: {waveform.shape}"
-            )
-        batch_size = ops.shape(waveform)[0]
+        waveform, lengths = waveform_batch(inputs, "float32")
         num_samples = ops.shape(waveform)[1]
-        if lengths is None:
-            lengths = ops.full((batch_size,), num_samples, dtype="int32")
-        else:
-            lengths = ops.minimum(ops.reshape(ops.cast(lengths, "int32"), (-1,)), num_samples)
-        sample_mask = ops.arange(num_samples, dtype="int32")[None, :] < lengths[:, None]
-        waveform = ops.where(sample_mask, waveform, ops.zeros_like(waveform))
         # At least one frame's worth of samples, so that every op has a frame to work on
         # (an utterance shorter than a frame still has 0 valid frames).
         waveform = ops.pad(waveform, ((0, 0), (0, self.frame_length)))
@@ -504,16 +467,7 @@ class FrameFeatures(keras.layers.Layer):
 
     # -------------------------------------------------------------- config
     def compute_output_shape(self, inputs_shape):
-        if isinstance(inputs_shape, dict):
-            waveform_shape = inputs_shape["waveform"]
-        elif (
-            isinstance(inputs_shape, (tuple, list))
-            and inputs_shape
-            and isinstance(inputs_shape[0], (tuple, list))
-        ):
-            waveform_shape = inputs_shape[0]
-        else:
-            waveform_shape = inputs_shape
+        waveform_shape = waveform_input_shape(inputs_shape)
         batch_size = waveform_shape[0]
         frames = None
         if len(waveform_shape) > 1 and waveform_shape[1] is not None:

@@ -17,6 +17,8 @@ Segmenting rules (the paper does not spell them out; ours):
 
 import numpy as np
 
+from ser_keras.utils.validation import positive_int
+
 LAST_SEGMENT_MODES = ("pad", "drop")
 
 
@@ -67,16 +69,8 @@ def segment_features(
         Latif et al., multi-task semi-supervised adversarial autoencoding for
         SER, Section 4.2.
     """
-    if not isinstance(segment_length, (int, np.integer)) or segment_length <= 0:
-        raise ValueError(
-            f"`segment_length` must be a positive integer. Received: {segment_length!r}"
-        )
-    if hop_length is not None and (
-        not isinstance(hop_length, (int, np.integer)) or hop_length <= 0
-    ):
-        raise ValueError(
-            f"`hop_length` must be a positive integer or None. Received: {hop_length!r}"
-        )
+    segment_length = positive_int("segment_length", segment_length)
+    hop_length = positive_int("hop_length", hop_length, allow_none=True)
     if last_segment not in LAST_SEGMENT_MODES:
         raise ValueError(
             f"`last_segment` must be one of {LAST_SEGMENT_MODES}. Received: {last_segment!r}"

@@ -30,6 +30,9 @@ import librosa
 import numpy as np
 from keras import ops
 
+from ser_keras.utils.presets import preset_config
+from ser_keras.utils.validation import positive_int
+
 NORMALIZATIONS = (None, "minmax", "standard")
 
 FRONTEND_PRESETS = {
@@ -111,6 +114,66 @@ def _masked_max(values, mask):
     return ops.max(ops.where(mask, values, _NEG), axis=1)
 
 
+def split_waveform_inputs(inputs):
+    """`(waveform, lengths or None)` from a waveform layer's inputs.
+
+    The waveform layers (`LogMel`, `FrameFeatures`) take a waveform batch
+    `[batch, samples]`, a tuple `(waveform, lengths)` or a dict
+    `{"waveform": ..., "lengths": ...}` (`"lengths"` optional).
+    """
+    if isinstance(inputs, dict):
+        if "waveform" not in inputs:
+            raise ValueError(
+                'A dict input needs a "waveform" key (and optionally "lengths"). '
+                f"Received keys: {sorted(inputs)}"
+            )
+        return inputs["waveform"], inputs.get("lengths")
+    if isinstance(inputs, (tuple, list)):
+        if len(inputs) != 2:
+            raise ValueError(
+                "A tuple input must be (waveform, lengths). "
+                f"Received a sequence of {len(inputs)} items."
+            )
+        return inputs[0], inputs[1]
+    return inputs, None
+
+
+def waveform_batch(inputs, dtype):
+    """A waveform layer's inputs as `(waveform [batch, samples] of dtype, lengths int32 [batch])`.
+
+    `lengths` are capped at the number of samples (all samples when not
+    given), and the samples at or beyond each utterance's length are set to 0,
+    so a padded batch gives each utterance's own features.
+    """
+    waveform, lengths = split_waveform_inputs(inputs)
+    waveform = ops.convert_to_tensor(waveform)
+    if len(waveform.shape) != 2:
+        raise ValueError(
+            f"`waveform` must have shape [batch, samples]. Received shape: {waveform.shape}"
+        )
+    waveform = ops.cast(waveform, dtype)
+    batch_size = ops.shape(waveform)[0]
+    num_samples = ops.shape(waveform)[1]
+    if lengths is None:
+        return waveform, ops.full((batch_size,), num_samples, dtype="int32")
+    lengths = ops.minimum(ops.reshape(ops.cast(lengths, "int32"), (-1,)), num_samples)
+    sample_mask = ops.arange(num_samples, dtype="int32")[None, :] < lengths[:, None]
+    return ops.where(sample_mask, waveform, ops.zeros_like(waveform)), lengths
+
+
+def waveform_input_shape(inputs_shape):
+    """The waveform's shape among a waveform layer's input shapes (see `split_waveform_inputs`)."""
+    if isinstance(inputs_shape, dict):
+        return inputs_shape["waveform"]
+    if (
+        isinstance(inputs_shape, (tuple, list))
+        and inputs_shape
+        and isinstance(inputs_shape[0], (tuple, list))
+    ):
+        return inputs_shape[0]
+    return inputs_shape
+
+
 @keras.saving.register_keras_serializable(package="ser_keras")
 class LogMel(keras.layers.Layer):
     """Log-mel spectrogram front-end matching librosa, batched and length-aware.
@@ -186,15 +249,11 @@ class LogMel(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         fft_length = frame_length if fft_length is None else fft_length
-        for name, value in (
-            ("sample_rate", sample_rate),
-            ("frame_length", frame_length),
-            ("frame_step", frame_step),
-            ("fft_length", fft_length),
-            ("num_mels", num_mels),
-        ):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        sample_rate = positive_int("sample_rate", sample_rate)
+        frame_length = positive_int("frame_length", frame_length)
+        frame_step = positive_int("frame_step", frame_step)
+        fft_length = positive_int("fft_length", fft_length)
+        num_mels = positive_int("num_mels", num_mels)
         if fft_length < frame_length:
             raise ValueError(
                 "`fft_length` must be >= `frame_length`. Received: "
@@ -221,13 +280,7 @@ class LogMel(keras.layers.Layer):
                 f"`normalization` must be one of {NORMALIZATIONS}. "
                 f"Received: normalization={normalization!r}"
             )
-        if num_frames is not None and (
-            not isinstance(num_frames, (int, np.integer)) or num_frames <= 0
-        ):
-            raise ValueError(
-                "`num_frames` must be a positive integer or None. "
-                f"Received: num_frames={num_frames!r}"
-            )
+        num_frames = positive_int("num_frames", num_frames, allow_none=True)
         try:
             window_values = librosa.filters.get_window(window, frame_length, fftbins=True)
         except (ValueError, TypeError) as error:
@@ -280,13 +333,7 @@ class LogMel(keras.layers.Layer):
         Returns:
             A `LogMel` layer.
         """
-        if preset not in FRONTEND_PRESETS:
-            raise ValueError(
-                f"Unknown front-end preset: {preset!r}. Available: {sorted(FRONTEND_PRESETS)}"
-            )
-        config = dict(FRONTEND_PRESETS[preset])
-        config.update(overrides)
-        return cls(**config)
+        return cls(**preset_config(FRONTEND_PRESETS, preset, overrides, kind="front-end preset"))
 
     @property
     def mel_matrix(self):
@@ -314,39 +361,8 @@ class LogMel(keras.layers.Layer):
             frames = ops.minimum(frames, self.num_frames)
         return frames
 
-    def _split_inputs(self, inputs):
-        if isinstance(inputs, dict):
-            if "waveform" not in inputs:
-                raise ValueError(
-                    'A dict input needs a "waveform" key (and optionally "lengths"). '
-                    f"Received keys: {sorted(inputs)}"
-                )
-            return inputs["waveform"], inputs.get("lengths")
-        if isinstance(inputs, (tuple, list)):
-            if len(inputs) != 2:
-                raise ValueError(
-                    "A tuple input must be (waveform, lengths). "
-                    f"Received a sequence of {len(inputs)} items."
-                )
-            return inputs[0], inputs[1]
-        return inputs, None
-
     def call(self, inputs):
-        waveform, lengths = self._split_inputs(inputs)
-        waveform = ops.convert_to_tensor(waveform)
-        if len(waveform.shape) != 2:
-            raise ValueError(
-                f"`waveform` must have shape [batch, samples]. Received shape: {waveform.shape}"
-            )
-        waveform = ops.cast(waveform, self.compute_dtype)
-        batch_size = ops.shape(waveform)[0]
-        num_samples = ops.shape(waveform)[1]
-        if lengths is None:
-            lengths = ops.full((batch_size,), num_samples, dtype="int32")
-        else:
-            lengths = ops.minimum(ops.reshape(ops.cast(lengths, "int32"), (-1,)), num_samples)
-            sample_mask = ops.arange(num_samples, dtype="int32")[None, :] < lengths[:, None]
-            waveform = ops.where(sample_mask, waveform, ops.zeros_like(waveform))
+        waveform, lengths = waveform_batch(inputs, self.compute_dtype)
 
         # STFT exactly as librosa (center with constant padding; the window of
         # frame_length samples centred in fft_length, which keras.ops.stft does).
@@ -419,16 +435,7 @@ class LogMel(keras.layers.Layer):
         )
 
     def compute_output_shape(self, inputs_shape):
-        if isinstance(inputs_shape, dict):
-            waveform_shape = inputs_shape["waveform"]
-        elif (
-            isinstance(inputs_shape, (tuple, list))
-            and inputs_shape
-            and isinstance(inputs_shape[0], (tuple, list))
-        ):
-            waveform_shape = inputs_shape[0]
-        else:
-            waveform_shape = inputs_shape
+        waveform_shape = waveform_input_shape(inputs_shape)
         batch_size = waveform_shape[0]
         if self.num_frames is not None:
             frames = self.num_frames

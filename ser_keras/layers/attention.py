@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ser_keras.utils.validation import positive_int
+
 
 def _check_sequence_shape(layer_name, input_shape):
     if len(input_shape) != 3 or input_shape[-1] is None:
@@ -72,12 +74,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"`num_heads` must be a positive integer; received {num_heads!r}.")
-        if key_dim is not None and (
-            isinstance(key_dim, bool) or not isinstance(key_dim, int) or key_dim < 1
-        ):
-            raise ValueError(f"`key_dim` must be a positive integer or None; received {key_dim!r}.")
+        num_heads = positive_int("num_heads", num_heads)
+        key_dim = positive_int("key_dim", key_dim, allow_none=True)
         if not 0.0 <= float(dropout_rate) < 1.0:
             raise ValueError(f"`dropout_rate` must be in [0, 1); received {dropout_rate!r}.")
         self.num_heads = num_heads

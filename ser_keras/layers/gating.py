@@ -46,6 +46,8 @@ import math
 import keras
 from keras import ops
 
+from ser_keras.utils.validation import positive_int
+
 # Wang et al., Section 5.1: "For the NAS module, we let beta = 0.9,
 # gamma = -0.1, delta = 2".
 HARD_CONCRETE_BETA = 0.9
@@ -175,9 +177,7 @@ class SoftmaxGate(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(num_experts, bool) or not isinstance(num_experts, int) or num_experts < 1:
-            raise ValueError(f"`num_experts` must be a positive integer; received {num_experts!r}.")
-        self.num_experts = num_experts
+        self.num_experts = positive_int("num_experts", num_experts)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)

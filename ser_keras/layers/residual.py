@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import keras
 
+from ser_keras.utils.validation import positive_int
+
 
 @keras.saving.register_keras_serializable(package="ser_keras")
 class ResidualBlock(keras.layers.Layer):
@@ -67,8 +69,7 @@ class ResidualBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"`filters` must be a positive integer. Received: filters={filters!r}")
+        filters = positive_int("filters", filters)
         pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if len(pair) != 2 or any(
             isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in pair

@@ -29,12 +29,12 @@ Reference:
 
 from __future__ import annotations
 
-import copy
-
 import keras
 
 from ser_keras.layers.attention import LocalAttentionPooling, MultiHeadSelfAttention
 from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.utils.presets import preset_config
+from ser_keras.utils.validation import positive_int, positive_ints
 
 PRESETS = {
     # Section 3.3, Table 1 and Section 4.1 of the paper. The number of
@@ -86,26 +86,6 @@ TRAINING_PRESETS = {
         "epochs": 300,
     },
 }
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
-    return value
-
-
-def _positive_ints(name, values):
-    try:
-        values = tuple(values)
-    except TypeError as error:
-        raise ValueError(
-            f"`{name}` must be a sequence of positive integers; received {values!r}."
-        ) from error
-    if not values:
-        raise ValueError(f"`{name}` must not be empty; received {values!r}.")
-    for value in values:
-        _positive_int(name, value)
-    return values
 
 
 @keras.saving.register_keras_serializable(package="ser_keras")
@@ -170,11 +150,10 @@ class AttentionCNNBLSTM(MultiTaskModel):
         speaker_loss_weight=1.0,
         **kwargs,
     ):
-        if num_frames is not None:
-            _positive_int("num_frames", num_frames)
-        _positive_int("num_mels", num_mels)
-        conv_filters = _positive_ints("conv_filters", conv_filters)
-        conv_kernel_sizes = _positive_ints("conv_kernel_sizes", conv_kernel_sizes)
+        num_frames = positive_int("num_frames", num_frames, allow_none=True)
+        num_mels = positive_int("num_mels", num_mels)
+        conv_filters = positive_ints("conv_filters", conv_filters)
+        conv_kernel_sizes = positive_ints("conv_kernel_sizes", conv_kernel_sizes)
         if len(conv_filters) != len(conv_kernel_sizes):
             raise ValueError(
                 "`conv_filters` and `conv_kernel_sizes` must have the same length; received "
@@ -186,10 +165,10 @@ class AttentionCNNBLSTM(MultiTaskModel):
                 f"num_frames={num_frames} is too short for conv_kernel_sizes="
                 f"{conv_kernel_sizes!r} ('valid' convolutions remove {shrink} frames)."
             )
-        _positive_int("bottleneck_units", bottleneck_units)
-        _positive_int("lstm_units", lstm_units)
-        _positive_int("num_lstm_layers", num_lstm_layers)
-        _positive_int("num_attention_heads", num_attention_heads)
+        bottleneck_units = positive_int("bottleneck_units", bottleneck_units)
+        lstm_units = positive_int("lstm_units", lstm_units)
+        num_lstm_layers = positive_int("num_lstm_layers", num_lstm_layers)
+        num_attention_heads = positive_int("num_attention_heads", num_attention_heads)
         if (2 * lstm_units) % num_attention_heads:
             raise ValueError(
                 f"2 * lstm_units = {2 * lstm_units} must be divisible by num_attention_heads="
@@ -197,7 +176,7 @@ class AttentionCNNBLSTM(MultiTaskModel):
             )
         if not 0.0 <= float(dropout_rate) < 1.0:
             raise ValueError(f"`dropout_rate` must be in [0, 1); received {dropout_rate!r}.")
-        _positive_int("num_emotions", num_emotions)
+        num_emotions = positive_int("num_emotions", num_emotions)
         if isinstance(num_speakers, bool) or not isinstance(num_speakers, int) or num_speakers < 0:
             raise ValueError(f"`num_speakers` must be an integer >= 0; received {num_speakers!r}.")
 
@@ -287,14 +266,7 @@ class AttentionCNNBLSTM(MultiTaskModel):
             **overrides: Constructor arguments replacing the preset's, e.g.
                 `num_speakers=3` or `num_emotions=6`.
         """
-        if preset not in PRESETS:
-            raise ValueError(f"Unknown preset {preset!r}; available: {sorted(PRESETS)}.")
-        allowed = set(PRESETS[preset]) | {"name", "trainable"}
-        unknown = sorted(set(overrides) - allowed)
-        if unknown:
-            raise ValueError(
-                f"Unknown arguments {unknown} for AttentionCNNBLSTM; allowed: {sorted(allowed)}."
-            )
-        config = copy.deepcopy(PRESETS[preset])
-        config.update(overrides)
+        config = preset_config(
+            PRESETS, preset, overrides, owner="AttentionCNNBLSTM", extra=("name", "trainable")
+        )
         return cls(**config)

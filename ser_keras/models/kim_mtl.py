@@ -58,7 +58,6 @@ Reference:
 
 from __future__ import annotations
 
-import copy
 import weakref
 
 import keras
@@ -67,6 +66,8 @@ import tensorflow as tf  # one traced prediction function for any batch shape
 from keras import ops
 
 from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.utils.presets import preset_config
+from ser_keras.utils.validation import positive_int
 
 NETWORKS = ("dnn", "lstm")
 AUXILIARY_TASKS = ("gender", "naturalness")
@@ -257,12 +258,6 @@ class MaskedFrameMean(keras.layers.Layer):
 
 
 # ----------------------------------------------------------------- model
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
-    return int(value)
-
-
 def _auxiliary_tasks(value):
     if isinstance(value, str):
         value = (value,)
@@ -339,10 +334,10 @@ class KimMTL(MultiTaskModel):
     ):
         if network not in NETWORKS:
             raise ValueError(f"`network` must be one of {NETWORKS}; received {network!r}.")
-        num_features = _positive_int("num_features", num_features)
-        num_layers = _positive_int("num_layers", num_layers)
-        units = _positive_int("units", units)
-        context_frames = _positive_int("context_frames", context_frames)
+        num_features = positive_int("num_features", num_features)
+        num_layers = positive_int("num_layers", num_layers)
+        units = positive_int("units", units)
+        context_frames = positive_int("context_frames", context_frames)
         if context_frames % 2 == 0:
             raise ValueError(
                 f"`context_frames` must be odd (a window centred on the frame); "
@@ -350,7 +345,7 @@ class KimMTL(MultiTaskModel):
             )
         if not 0.0 <= float(dropout_rate) < 1.0:
             raise ValueError(f"`dropout_rate` must be in [0, 1); received {dropout_rate!r}.")
-        num_emotions = _positive_int("num_emotions", num_emotions)
+        num_emotions = positive_int("num_emotions", num_emotions)
         auxiliary_tasks = _auxiliary_tasks(auxiliary_tasks)
         if float(auxiliary_loss_weight) < 0:
             raise ValueError(
@@ -567,14 +562,9 @@ class KimMTL(MultiTaskModel):
             **overrides: Constructor arguments replacing the preset's, e.g.
                 `auxiliary_tasks=("gender",)` or `units=64`.
         """
-        if preset not in PRESETS:
-            raise ValueError(f"Unknown preset {preset!r}; available: {sorted(PRESETS)}.")
-        allowed = set(PRESETS[preset]) | {"name", "trainable"}
-        unknown = sorted(set(overrides) - allowed)
-        if unknown:
-            raise ValueError(f"Unknown arguments {unknown} for KimMTL; allowed: {sorted(allowed)}.")
-        config = copy.deepcopy(PRESETS[preset])
-        config.update(overrides)
+        config = preset_config(
+            PRESETS, preset, overrides, owner="KimMTL", extra=("name", "trainable")
+        )
         return cls(**config)
 
 

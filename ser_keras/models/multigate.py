@@ -87,7 +87,10 @@ from ser_keras.training.contrastive import (
     REDUCTIONS,
     GE2EContrastiveLoss,
 )
-from ser_keras.training.multitask import MultiTaskModel, _replica_context
+from ser_keras.training.distribute import replica_context
+from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.utils.presets import preset_config
+from ser_keras.utils.validation import positive_int, positive_ints
 
 VARIANTS = ("single", "base", "shared_bottom", "omoe", "mmoe", "multigate")
 # The multi-domain variants of Table 3, in its row order.
@@ -428,24 +431,6 @@ class LastStateAttention(keras.layers.Layer):
 
 
 # ---------------------------------------------------------------- checks
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {value!r}.")
-    return int(value)
-
-
-def _positive_ints(name, values):
-    try:
-        values = tuple(values)
-    except TypeError as error:
-        raise ValueError(
-            f"`{name}` must be a sequence of positive integers; received {values!r}."
-        ) from error
-    if not values:
-        raise ValueError(f"`{name}` must not be empty; received {values!r}.")
-    return tuple(_positive_int(name, value) for value in values)
-
-
 def _non_negative(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"`{name}` must be a finite number >= 0; received {value!r}.")
@@ -663,7 +648,7 @@ class MultiGatingSER(MultiTaskModel):
                     f"Embedding names must be new non-empty strings (not {EXPERT_KINDS} or "
                     f"'features'); received {name!r}."
                 )
-            _positive_int(f"embedding_dims[{name!r}]", dim)
+            positive_int(f"embedding_dims[{name!r}]", dim)
         embedding_dims = {name: int(dim) for name, dim in embedding_dims.items()}
         expert_names = experts + tuple(embedding_dims)
         if not expert_names:
@@ -674,33 +659,33 @@ class MultiGatingSER(MultiTaskModel):
                 f"received {gate_selector!r}."
             )
         if num_frames is not None:
-            num_frames = _positive_int("num_frames", num_frames)
-        num_mels = _positive_int("num_mels", num_mels)
-        logmel_conv_filters = _positive_int("logmel_conv_filters", logmel_conv_filters)
-        logmel_conv_kernel_sizes = _positive_ints(
+            num_frames = positive_int("num_frames", num_frames)
+        num_mels = positive_int("num_mels", num_mels)
+        logmel_conv_filters = positive_int("logmel_conv_filters", logmel_conv_filters)
+        logmel_conv_kernel_sizes = positive_ints(
             "logmel_conv_kernel_sizes", logmel_conv_kernel_sizes
         )
-        logmel_lstm_units = _positive_int("logmel_lstm_units", logmel_lstm_units)
-        logmel_lstm_layers = _positive_int("logmel_lstm_layers", logmel_lstm_layers)
-        logmel_attention_units = _positive_int("logmel_attention_units", logmel_attention_units)
-        num_mfcc = _positive_int("num_mfcc", num_mfcc)
+        logmel_lstm_units = positive_int("logmel_lstm_units", logmel_lstm_units)
+        logmel_lstm_layers = positive_int("logmel_lstm_layers", logmel_lstm_layers)
+        logmel_attention_units = positive_int("logmel_attention_units", logmel_attention_units)
+        num_mfcc = positive_int("num_mfcc", num_mfcc)
         if "mfcc" in experts and num_mfcc > num_mels:
             raise ValueError(f"`num_mfcc`={num_mfcc} exceeds num_mels={num_mels}.")
-        mfcc_conv_filters = _positive_int("mfcc_conv_filters", mfcc_conv_filters)
-        mfcc_conv_kernel_sizes = _positive_ints("mfcc_conv_kernel_sizes", mfcc_conv_kernel_sizes)
-        mfcc_lstm_units = _positive_int("mfcc_lstm_units", mfcc_lstm_units)
-        mfcc_lstm_layers = _positive_int("mfcc_lstm_layers", mfcc_lstm_layers)
-        mfcc_attention_units = _positive_int("mfcc_attention_units", mfcc_attention_units)
-        expert_units = _positive_int("expert_units", expert_units)
+        mfcc_conv_filters = positive_int("mfcc_conv_filters", mfcc_conv_filters)
+        mfcc_conv_kernel_sizes = positive_ints("mfcc_conv_kernel_sizes", mfcc_conv_kernel_sizes)
+        mfcc_lstm_units = positive_int("mfcc_lstm_units", mfcc_lstm_units)
+        mfcc_lstm_layers = positive_int("mfcc_lstm_layers", mfcc_lstm_layers)
+        mfcc_attention_units = positive_int("mfcc_attention_units", mfcc_attention_units)
+        expert_units = positive_int("expert_units", expert_units)
         if not 0.0 <= float(dropout_rate) < 1.0:
             raise ValueError(f"`dropout_rate` must be in [0, 1); received {dropout_rate!r}.")
         tower_units = _per_language(
-            "tower_units", tower_units, languages, "tower_units", _positive_int
+            "tower_units", tower_units, languages, "tower_units", positive_int
         )
         tower_activations = _per_language(
             "tower_activations", tower_activations, languages, "tower_activations", _activations
         )
-        shared_tower_units = _positive_int("shared_tower_units", shared_tower_units)
+        shared_tower_units = positive_int("shared_tower_units", shared_tower_units)
         shared_tower_activations = _activations(
             "shared_tower_activations", shared_tower_activations
         )
@@ -715,7 +700,7 @@ class MultiGatingSER(MultiTaskModel):
             shared_contrastive_weight = _non_negative(
                 "shared_contrastive_weight", shared_contrastive_weight
             )
-        min_samples_per_class = _positive_int("min_samples_per_class", min_samples_per_class)
+        min_samples_per_class = positive_int("min_samples_per_class", min_samples_per_class)
         if contrastive_reduction not in REDUCTIONS:
             raise ValueError(
                 f"`contrastive_reduction` must be one of {REDUCTIONS}; received "
@@ -1031,7 +1016,7 @@ class MultiGatingSER(MultiTaskModel):
         adds its own); a "mean" is averaged over the replicas. Centroids come
         from each replica's part of the batch.
         """
-        num_replicas, _ = _replica_context()
+        num_replicas, _ = replica_context()
         total = self._total_loss(terms)
         scale = 1.0 if self.contrastive_reduction == "sum" else 1.0 / num_replicas
         for task, value in contrastive.items():
@@ -1146,12 +1131,9 @@ class MultiGatingSER(MultiTaskModel):
             **overrides: Constructor arguments replacing or adding to the
                 preset's; `class_names` is required.
         """
-        if preset not in PRESETS:
-            raise ValueError(f"Unknown preset {preset!r}; available: {sorted(PRESETS)}.")
+        config = preset_config(PRESETS, preset, overrides)
         if "class_names" not in overrides:
             raise ValueError("`class_names` (dict language -> class names) must be given.")
-        config = copy.deepcopy(PRESETS[preset])
-        config.update(overrides)
         return cls(**config)
 
 

@@ -36,12 +36,11 @@ Reference:
 
 from __future__ import annotations
 
-import copy
-
 import keras
 
 from ser_keras.layers.residual import ResidualBlock
 from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.utils.presets import preset_config
 
 # Output names, primary task first.
 TASKS = ("emotion", "language", "domain")
@@ -359,11 +358,4 @@ class ResNetLSTM(MultiTaskModel):
                 data-dependent ones: `num_frames`, `num_emotions`,
                 `num_languages`, `use_domain_head`).
         """
-        if preset not in RESNET_LSTM_PRESETS:
-            raise ValueError(
-                f"Unknown preset. Expected one of {', '.join(RESNET_LSTM_PRESETS)}. "
-                f"Received: preset={preset!r}"
-            )
-        config = copy.deepcopy(RESNET_LSTM_PRESETS[preset])
-        config.update(kwargs)
-        return cls(**config)
+        return cls(**preset_config(RESNET_LSTM_PRESETS, preset, kwargs))

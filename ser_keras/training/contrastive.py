@@ -39,6 +39,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ser_keras.utils.validation import positive_int
+
 # Paper: "we only retained the emotions with more than five samples in each batch".
 MIN_SAMPLES_PER_CLASS = 6
 REDUCTIONS = ("sum", "mean")
@@ -49,17 +51,8 @@ _EXCLUDED_LOGIT = -1e9
 
 
 def _check_options(num_classes, min_samples_per_class, reduction):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive integer; received {num_classes!r}.")
-    if (
-        isinstance(min_samples_per_class, bool)
-        or not isinstance(min_samples_per_class, int)
-        or min_samples_per_class < 1
-    ):
-        raise ValueError(
-            "`min_samples_per_class` must be a positive integer; "
-            f"received {min_samples_per_class!r}."
-        )
+    positive_int("num_classes", num_classes)
+    positive_int("min_samples_per_class", min_samples_per_class)
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}; received {reduction!r}.")
 
@@ -191,8 +184,8 @@ class GE2EContrastiveLoss(keras.layers.Layer):
         _check_options(num_classes, min_samples_per_class, reduction)
         if float(initial_scale) < 0:
             raise ValueError(f"`initial_scale` must be >= 0; received {initial_scale!r}.")
-        self.num_classes = num_classes
-        self.min_samples_per_class = min_samples_per_class
+        self.num_classes = int(num_classes)
+        self.min_samples_per_class = int(min_samples_per_class)
         self.reduction = reduction
         self.initial_scale = float(initial_scale)
         self.initial_bias = float(initial_bias)

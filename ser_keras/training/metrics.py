@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ser_keras.utils.validation import positive_int
+
 
 def _labels_and_predictions(y_true, y_pred):
     """Flattens `y_true` to int32 `[B]` and turns probabilities into int32 class ids `[B]`."""
@@ -71,10 +73,7 @@ class UnweightedAccuracy(keras.metrics.Metric):
     """
 
     def __init__(self, num_classes, name="ua", dtype=None, **kwargs):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f"`num_classes` must be a positive integer; received {num_classes!r}."
-            )
+        num_classes = positive_int("num_classes", num_classes)
         super().__init__(name=name, dtype=dtype or "float32", **kwargs)
         self.num_classes = num_classes
         self.confusion = self.add_variable(

@@ -34,17 +34,9 @@ import keras
 import tensorflow as tf  # GradientTape and tf.distribute only (TensorFlow backend).
 from keras import ops
 
+from ser_keras.training.distribute import replica_context
 from ser_keras.training.losses import masked_sparse_categorical_crossentropy_sum
 from ser_keras.training.metrics import MaskedAccuracy, UnweightedAccuracy
-
-
-def _replica_context():
-    """`(num_replicas, replica_context)`; `(1, None)` outside a multi-replica `strategy.run`."""
-    strategy = tf.distribute.get_strategy()
-    context = tf.distribute.get_replica_context()
-    if strategy.num_replicas_in_sync > 1 and context is not None:
-        return strategy.num_replicas_in_sync, context
-    return 1, None
 
 
 def _resolve_task_weights(task_weights, task_names):
@@ -264,7 +256,7 @@ class MultiTaskModel(keras.Model):
         mean over the global batch (with one replica: the masked mean).
         """
         labels = self._labels_dict(y)
-        _, context = _replica_context()
+        _, context = replica_context()
         terms = {}
         for task in self._active_tasks:
             if task not in labels or labels[task] is None:
@@ -279,7 +271,7 @@ class MultiTaskModel(keras.Model):
         return terms
 
     def _total_loss(self, terms):
-        num_replicas, _ = _replica_context()
+        num_replicas, _ = replica_context()
         total = ops.zeros((), dtype="float32")
         for task, (value, _) in terms.items():
             total = total + self._task_weights[task] * value
@@ -308,7 +300,7 @@ class MultiTaskModel(keras.Model):
 
     # ----------------------------------------------------------------- steps
     def _update_metrics(self, x, y, y_pred, sample_weight, terms, loss):
-        num_replicas, _ = _replica_context()
+        num_replicas, _ = replica_context()
         labels = self._labels_dict(y)
         batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
         # Replica-scaled values times the number of replicas, so that the

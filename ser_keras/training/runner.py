@@ -14,16 +14,16 @@ import csv
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import shutil
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
 from ser_keras.evaluation import metrics as metrics_lib
 from ser_keras.evaluation import reports
+from ser_keras.utils.atomic import atomic_path
 
 
 @dataclasses.dataclass
@@ -43,7 +43,7 @@ class Split:
         return int(len(first))
 
 
-def _best_so_far(history_path: pathlib.Path, monitor: str, mode: str) -> Optional[float]:
+def _best_so_far(history_path: pathlib.Path, monitor: str, mode: str) -> float | None:
     """Best value of `monitor` in an existing CSVLogger file, for a resumed fit."""
     if not history_path.exists():
         return None
@@ -87,10 +87,10 @@ def fit_and_evaluate(
     batch_size: int = 64,
     seed: int = 0,
     monitor: str = "val_emotion_ua",
-    patience: Optional[int] = None,
+    patience: int | None = None,
     verbose: int = 1,
     task: str = "emotion",
-    predict_fn: Optional[Callable[[keras.Model, object], np.ndarray]] = None,
+    predict_fn: Callable[[keras.Model, object], np.ndarray] | None = None,
     extra_callbacks=(),
     strategy=None,
 ) -> dict:
@@ -221,9 +221,8 @@ def fit_and_evaluate(
 
 
 def _save_model_atomic(model: keras.Model, path: pathlib.Path) -> None:
-    temporary = path.with_name(path.stem + ".partial.keras")
-    model.save(str(temporary))
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:  # named .tmp.keras: Keras takes the format from it
+        model.save(str(temporary))
 
 
 class RunState:

@@ -57,6 +57,7 @@ import numpy as np
 from ser_keras.evaluation.metrics import mean_and_spread
 from ser_keras.models import aae_mtl, attention_cnn_blstm, resnet_lstm
 from ser_keras.training import aae
+from ser_keras.utils.presets import preset_config
 
 OBJECTIVE_NAME = "val_emotion_ua"
 PRIMARY_TASK = "emotion"
@@ -197,10 +198,8 @@ class SERHyperModel(keras_tuner.HyperModel):
         super().__init__(name=name, tunable=tunable)
         self.paper = copy.deepcopy(presets[paper_preset])
         if isinstance(preset, str):
-            if preset not in presets:
-                raise ValueError(f"Unknown preset {preset!r}; available: {sorted(presets)}.")
+            resolved = preset_config(presets, preset)
             self.preset_name = preset
-            resolved = copy.deepcopy(presets[preset])
         elif isinstance(preset, dict):
             unknown = sorted(set(preset) - set(self.paper))
             if unknown:

@@ -19,6 +19,7 @@ import keras_tuner
 import numpy as np
 
 from ser_keras.tuning.hypermodels import OBJECTIVE_NAME, emotion_ua_objective
+from ser_keras.utils.validation import positive_int
 
 TUNERS = ("random", "bayesian", "hyperband")
 
@@ -69,10 +70,7 @@ def make_tuner(
     """
     if kind not in TUNERS:
         raise ValueError(f"Unknown tuner {kind!r}; expected one of {', '.join(TUNERS)}.")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, (int, np.integer)) or (
-        max_trials < 1
-    ):
-        raise ValueError(f"`max_trials` must be a positive integer; received {max_trials!r}.")
+    max_trials = positive_int("max_trials", max_trials)
     objective = objective or emotion_ua_objective()
     common = dict(
         objective=objective,

@@ -16,7 +16,7 @@ from ser_keras.export.saved_model import load_metadata
 from ser_keras.export.serving import write_export_sidecar
 from ser_keras.features.logmel import LogMel
 from ser_keras.training.multitask import MultiTaskModel
-from tests.model_checks import _LOADER
+from tests.model_checks import saved_model_loader_command
 
 NUM_FRAMES, NUM_MELS = 20, 10
 EMOTIONS = ["anger", "happiness", "neutral"]
@@ -141,14 +141,7 @@ def fresh_processes(exported):
     # tests/model_checks.py's loader; run outside the project root, where
     # `import ser_keras` would fail.
     processes["loader"] = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _LOADER,
-            str(export_dir),
-            str(root / "inputs.npz"),
-            str(root / "outputs.npz"),
-        ],
+        saved_model_loader_command(export_dir, root / "inputs.npz", root / "outputs.npz"),
         cwd=str(root),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,7 +30,7 @@ def test_help_names_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ["--savee", "--emodb", "--settings", "--preset", "--epochs", "--folds",
-                   "--seed", "--out", "--export-dir", "--resume"]:
+                   "--seed", "--out", "--export-dir", "--resume", "--strategy"]:
         assert option in text
 
 
@@ -56,6 +56,7 @@ def test_run_writes_table2_results_plots_and_export(finished_run):
     versions = sorted(path.name for path in (root / "exported" / "attention_cnn_blstm").iterdir())
     assert versions == ["1"]
     assert (root / "exported" / "attention_cnn_blstm" / "1" / "saved_model.pb").exists()
+    assert 'name: "attention_cnn_blstm"' in (root / "exported" / "models.config").read_text()
     assert results["export"].endswith("attention_cnn_blstm/1")
 
 
@@ -93,6 +94,48 @@ def test_corpus_without_usable_files_is_a_clear_error(tmp_path, capsys):
     savee = tmp_path / "savee" / "AudioData" / "DC"
     savee.mkdir(parents=True)
     (savee / "a01.wav").write_bytes(b"not audio at all")
-    arguments = ["--savee", str(tmp_path / "savee"), "--settings", "stl", "--out", str(tmp_path / "run")]
+    arguments = ["--savee", str(tmp_path / "savee"), "--settings", "stl"]
+    arguments += ["--out", str(tmp_path / "run")]
     assert app.main(arguments) == 2
     assert "savee" in capsys.readouterr().err
+
+
+class _NonChiefStrategy:
+    """TensorFlow's default strategy, as seen by worker 1 of a two-worker cluster.
+
+    The cluster resolver reads TF_CONFIG like MultiWorkerMirroredStrategy's;
+    training itself runs on this process's one device.
+    """
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self._strategy = tf.distribute.get_strategy()
+        self.cluster_resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+    def __getattr__(self, name):
+        return getattr(self._strategy, name)
+
+
+def test_non_chief_worker_writes_to_its_own_folder_and_exports_nothing(
+    finished_run, tmp_path, monkeypatch, capsys
+):
+    from ser_keras import cli
+
+    config = {"cluster": {"worker": ["host1:1", "host2:1"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    monkeypatch.setattr(cli, "strategy_from_args", lambda args: _NonChiefStrategy())
+    out, export_dir = tmp_path / "run", tmp_path / "exported"
+    arguments = [
+        "--synthetic-per-emotion", "2", "--epochs", "1", "--folds", "1", "--settings", "stl",
+        "--quiet", "--out", str(out), "--export-dir", str(export_dir),
+        "--cache-dir", str(finished_run[0] / "cache"),  # the corpora of finished_run
+    ]
+    assert app.main(arguments) == 0
+    assert "Not the chief worker" in capsys.readouterr().out
+    private = out / "workers" / "worker_1"
+    assert (private / "results.json").exists()
+    assert (private / "stl" / "fold_savee_DC" / "best.keras").exists()
+    assert "export" not in json.loads((private / "results.json").read_text())
+    assert sorted(path.name for path in out.iterdir()) == ["workers"]
+    assert not export_dir.exists()

@@ -235,10 +235,10 @@ def test_unwritable_cache_warns_and_still_returns_waveforms(tmp_path, monkeypatc
     utterances = _corpus(tmp_path / "audio", 3)
     cache = WaveformCache(tmp_path / "cache", num_workers=2)
 
-    def refuse(target, writer):
+    def refuse(target, writer, **options):
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr(cache_module, "_atomic_write", refuse)
+    monkeypatch.setattr(cache_module, "write_file_atomic", refuse)
     with pytest.warns(RuntimeWarning, match="continuing without caching"):
         result = cache.load(utterances, progress=False)
     assert len(result.waveforms) == 3 and result.num_decoded == 3

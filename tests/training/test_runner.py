@@ -21,7 +21,8 @@ def _data(num, seed):
 def _build():
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(8, activation="relu")(inputs)
-    outputs = {"emotion": keras.layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(hidden)}
+    emotion = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(hidden)
+    outputs = {"emotion": emotion}
     model = MultiTaskModel(inputs=inputs, outputs=outputs)
     model.compile(optimizer=keras.optimizers.Adam(0.05))
     return model

@@ -1,0 +1,1 @@
+"""Small helpers shared across ser_keras: atomic files, argument checks, presets."""
