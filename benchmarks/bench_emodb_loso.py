@@ -34,32 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SETTINGS = {"stl": False, "mtl": True}
 
 
-def standardize_per_speaker(features, speakers, pad_value):
-    """Z-normalises every mel band per speaker over that speaker's valid frames.
-
-    Args:
-        features: float array `[N, frames, mels]`, padded with `pad_value`.
-        speakers: speaker id of each utterance.
-        pad_value: the front-end's padding value; padded frames keep it.
-
-    Returns:
-        A new array of the same shape.
-    """
-    import numpy as np
-
-    features = np.array(features, dtype=np.float32, copy=True)
-    valid = ~np.all(features == pad_value, axis=-1)  # [N, frames]
-    speakers = np.asarray(speakers)
-    for speaker in np.unique(speakers):
-        rows = speakers == speaker
-        block, mask = features[rows], valid[rows]
-        frames = block[mask]
-        mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-5
-        block[mask] = (frames - mean) / std
-        features[rows] = block
-    return features
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -94,6 +68,7 @@ def main(argv=None) -> int:
     from ser_keras.evaluation import reports
     from ser_keras.evaluation.metrics import mean_and_spread
     from ser_keras.features.logmel import LogMel
+    from ser_keras.features.normalization import standardize_per_speaker
     from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
 
