@@ -9,17 +9,27 @@ values) for one of
 - `resnet_lstm_mtl`: Latif et al.'s ResNet-LSTM with language and domain
   heads (paper 000; binary valence by default);
 - `aae_mtl`: Latif et al.'s multi-task semi-supervised adversarial
-  autoencoder (paper 002; emotion, speaker and gender heads),
+  autoencoder (paper 002; emotion, speaker and gender heads);
+- `kim_mtl`: Kim et al.'s frame-level LSTM-MTL on the 32 frame features, with
+  gender and naturalness heads (paper 001; the four classes neutral,
+  happiness, sadness, anger by default; trained on 2 s chunks, validated on
+  frame-level UA as apps.train_gender_naturalness);
+- `multigate`: Wang et al.'s multilingual multi-gating model with its NAS
+  module and contrastive loss (paper 003; a head per language, each with its
+  corpora's own label set),
 
-maximising the validation emotion UA (`val_emotion_ua`). The first corpus's
-first speaker (or `--test-speaker`) is held out as the test speaker and never
-reaches the tuner. Validation (`--objective`):
+maximising the validation emotion UA (`val_emotion_ua`; for `multigate` the
+mean over the languages' heads). The first corpus's first speaker (or
+`--test-speaker`) is held out as the test speaker and never reaches the
+tuner. Validation (`--objective`):
 
 - `validation_speakers` (default): `--validation-speakers` speakers of the
-  first corpus, held out of training, score every trial;
-- `speaker_folds`: the training speakers are dealt into `--cv-folds` groups
-  and each trial scores the mean over folds of the best validation UA, one
-  model per fold (slower, less noisy).
+  first corpus (for `multigate`, of every language), held out of training,
+  score every trial;
+- `speaker_folds`: the training speakers (of the first corpus; for
+  `multigate`, of every corpus) are dealt into `--cv-folds` groups and each
+  trial scores the mean over folds of the best validation UA, one model per
+  fold (slower, less noisy).
 
 The search state lives in `<directory>/<project-name>/` (KerasTuner's
 trials, oracle and checkpoints, plus `run_config.json`); an interrupted
@@ -33,19 +43,29 @@ alone would still report a "best" set).
 With no `--data` it generates (once, cached) small synthetic corpora with
 eSpeak NG: SAVEE-shaped English for the attention CNN-BLSTM, the same plus
 unlabelled French speech for the ResNet-LSTM, EMO-DB-shaped German for the
-AAE. `--preset quick` (default) tunes the CPU presets of the models (widths
-scaled down; the hyperparameters keep the papers' units) for a few epochs.
+AAE, EMO-DB-shaped German plus SAVEE-shaped English for Kim et al.'s model
+(all acted speech: no naturalness head) and SAVEE-shaped English plus
+EMO-DB-shaped German for the multi-gating model. `--preset quick` (default)
+tunes the CPU presets of the models (widths scaled down; the hyperparameters
+keep the papers' units; Kim et al.'s LSTM with 64 units, as
+apps.train_gender_naturalness --preset quick) for a few epochs.
 
     python -m apps.tune --model attention_cnn_blstm --tuner random --max-trials 3
     python -m apps.tune --model resnet_lstm_mtl --tuner bayesian --max-trials 30 \\
         --data iemocap:~/IEMOCAP folder:de:~/voxforge/de --preset paper
     python -m apps.tune --model aae_mtl --tuner hyperband --max-trials 40 \\
         --data emodb:~/emodb --objective speaker_folds --resume
+    python -m apps.tune --model kim_mtl --max-trials 20 --preset paper \\
+        --data iemocap:~/IEMOCAP emodb:~/emodb ravdess:~/RAVDESS
+    python -m apps.tune --model multigate --tuner bayesian --max-trials 20 \\
+        --data iemocap:~/IEMOCAP emodb:~/emodb --preset paper
 
 Reference:
     Fu et al., EUSIPCO 2020 (paper 004); Latif et al., cross-language SER
     with unlabelled data (paper 000), Section 3.2; Latif et al., IEEE Trans.
-    Affective Computing 2020 (paper 002), Section 5.1.
+    Affective Computing 2020 (paper 002), Section 5.1; Kim et al., Interspeech
+    2017 (paper 001), Sections 4.2 and 5.1; Wang et al., multilingual SER with
+    multi-gating and NAS (paper 003), Section 5.1.
 """
 
 from __future__ import annotations
@@ -60,15 +80,20 @@ from ser_keras import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODELS = ("attention_cnn_blstm", "resnet_lstm_mtl", "aae_mtl")
+MODELS = ("attention_cnn_blstm", "resnet_lstm_mtl", "aae_mtl", "kim_mtl", "multigate")
 OBJECTIVES = ("validation_speakers", "speaker_folds")
 
 # Per model family: front-end preset, paper batch size, architecture preset,
 # epochs and early-stopping patience of each run preset. "paper" holds the
 # papers' numbers (004: batch 64, 300 epochs; 002: batch 32, restore-best-and-
 # halve after 5 epochs, SGD; 000 gives no schedule: the 100 epochs and
-# patience 20 of apps.train_crosslang_valence, our choice). "quick" is a
-# REDUCED configuration for a CPU: the models' CPU presets and a few epochs.
+# patience 20 of apps.train_crosslang_valence, our choice; 001: batch 128 and
+# early stopping, whose 100 epochs and patience 10 are kim_mtl.TRAINING_PRESETS'
+# (ours); 003: 20 epochs, the best kept, its batch size 64 ours). "quick" is a
+# REDUCED configuration for a CPU: the models' CPU presets (Kim et al.'s
+# model has none: its LSTM with 64 units, as apps.train_gender_naturalness
+# --preset quick) and a few epochs. Kim et al.'s model trains on chunks of
+# `chunk_frames` frames (2 s, apps.train_gender_naturalness --chunk-frames).
 FAMILIES = {
     "attention_cnn_blstm": {
         "frontend": "fu2021",
@@ -88,13 +113,28 @@ FAMILIES = {
         "quick": {"model_preset": "cpu_small", "epochs": 6, "patience": None},
         "paper": {"model_preset": "latif2020", "epochs": 300, "patience": 5},
     },
+    "kim_mtl": {
+        "frontend": "kim2017",
+        "batch_size": 128,
+        "chunk_frames": 200,
+        "quick": {"model_preset": {"units": 64}, "epochs": 8, "patience": None},
+        "paper": {"model_preset": "kim2017_lstm", "epochs": 100, "patience": 10},
+    },
+    "multigate": {
+        "frontend": "fu2021",
+        "batch_size": 64,
+        "quick": {"model_preset": "wang_cpu", "epochs": 12, "patience": None},
+        "paper": {"model_preset": "wang", "epochs": 20, "patience": None},
+    },
 }
 
 # Utterances per speaker and emotion of the synthetic corpora.
 SYNTHETIC_PER_EMOTION = {"quick": 3, "paper": 15}
 
-# Emotion label map of each corpus kind (the first --data corpus decides),
-# unless --label-map is given; the ResNet-LSTM uses binary valence (paper 000).
+# Emotion label map of each corpus kind (the first --data corpus decides; for
+# multigate each corpus its own), unless --label-map is given; the ResNet-LSTM
+# uses binary valence (paper 000), Kim et al.'s model the four classes
+# (paper 001).
 DEFAULT_LABEL_MAPS = {
     "savee": "savee7",
     "emodb": "emodb7",
@@ -133,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label-map",
         help="Emotion label map (ser_keras.corpora.labels). Default: binary_valence for "
-        "resnet_lstm_mtl, else the first corpus's own labels (savee7, emodb7, ...).",
+        "resnet_lstm_mtl, four_class for kim_mtl, each corpus's own labels for multigate "
+        "(a label set per language), else the first corpus's own labels (savee7, emodb7, ...).",
     )
     parser.add_argument(
         "--objective", choices=OBJECTIVES, default="validation_speakers",
@@ -226,11 +267,20 @@ def _corpus_specs(args, cache_dir):
 
     per_emotion = args.synthetic_per_emotion or SYNTHETIC_PER_EMOTION[args.preset]
     root = cli.synthetic_root(cache_dir)
+    emodb = cli.synthetic_corpus_spec(root, "emodb", seed=args.seed, per_emotion=per_emotion)
     if args.model == "aae_mtl":
         # EMO-DB's layout has ten speakers of both genders (speaker and gender heads).
-        emodb = cli.synthetic_corpus_spec(root, "emodb", seed=args.seed, per_emotion=per_emotion)
         return [emodb], "synthetic (eSpeak NG) EMO-DB-shaped corpus"
-    specs = [cli.synthetic_corpus_spec(root, "savee", seed=args.seed, per_emotion=per_emotion)]
+    savee = cli.synthetic_corpus_spec(root, "savee", seed=args.seed, per_emotion=per_emotion)
+    if args.model == "kim_mtl":
+        # Aggregated corpora (paper 001), speakers of both genders tested and validated.
+        return [emodb, savee], "synthetic (eSpeak NG) EMO-DB- and SAVEE-shaped corpora"
+    if args.model == "multigate":
+        # Two languages, each with its own label set (paper 003).
+        return [savee, emodb], (
+            "synthetic (eSpeak NG) SAVEE-shaped English + EMO-DB-shaped German corpora"
+        )
+    specs = [savee]
     description = "synthetic (eSpeak NG) SAVEE-shaped corpus"
     if args.model == "resnet_lstm_mtl":
         # Unlabelled speech in a second language: the language and domain heads.
@@ -244,11 +294,16 @@ def _corpus_specs(args, cache_dir):
 
 
 def _load(specs, cache_dir, quiet):
-    """Loads every corpus through the waveform cache; returns (utterances, waveforms, skipped)."""
+    """Loads every corpus through the waveform cache.
+
+    Returns:
+        `(utterances, waveforms, skipped, kinds)`: `kinds` holds the corpus
+        kind of every utterance (its label map for multigate).
+    """
     from ser_keras.data.cache import WaveformCache
 
     cache = WaveformCache(pathlib.Path(cache_dir) / "waveforms")
-    utterances, waveforms, skipped = [], [], {}
+    utterances, waveforms, skipped, kinds = [], [], {}, []
     for spec in specs:
         listing = spec.load()
         cached = cache.load(listing.utterances, progress=not quiet)
@@ -264,7 +319,8 @@ def _load(specs, cache_dir, quiet):
         )
         utterances += cached.utterances
         waveforms += cached.waveforms
-    return utterances, waveforms, skipped
+        kinds += [spec.kind] * len(cached.utterances)
+    return utterances, waveforms, skipped, kinds
 
 
 def _class_index(values, rows):
@@ -276,10 +332,106 @@ def _class_index(values, rows):
     return np.array([lookup.get(value, -1) for value in values], dtype=np.int32), classes
 
 
-def _task_labels(args, utterances, emotion, training_rows):
+def _language_labels(args, utterances, kinds):
+    """multigate: each utterance's label index in its language's label set, and the sets.
+
+    A language's label set is the union of the label maps of its corpora (each
+    corpus kind's `DEFAULT_LABEL_MAPS` entry, or `--label-map` for all), in
+    order of appearance, as in apps.train_multilingual_gating.
+
+    Returns:
+        `(emotion, class_names)`: int32 `[N]` (-1 = no label) and dict
+        language -> class names, languages in order of appearance.
+    """
+    import numpy as np
+
+    from ser_keras.corpora.labels import get_label_map
+
+    maps = {kind: get_label_map(_label_map_name(args, kind)) for kind in dict.fromkeys(kinds)}
+    class_names = {}
+    for utterance, kind in zip(utterances, kinds, strict=True):
+        if not utterance.language:
+            raise ValueError(
+                f"The {kind} loader gives no language for {utterance.path}; multigate needs "
+                "one per utterance (a corpus kind that sets it, or a manifest language column)."
+            )
+        names = class_names.setdefault(utterance.language, [])
+        names += [name for name in maps[kind].classes if name not in names]
+    emotion = np.full(len(utterances), -1, dtype=np.int32)
+    for row, (utterance, kind) in enumerate(zip(utterances, kinds, strict=True)):
+        index = maps[kind].index(utterance.label)
+        if index >= 0:
+            emotion[row] = class_names[utterance.language].index(maps[kind].classes[index])
+    return emotion, class_names
+
+
+def _label_map_name(args, kind):
+    """The label map of a corpus kind: --label-map, the model's own, or the kind's default."""
+    if args.label_map:
+        return args.label_map
+    if args.model == "resnet_lstm_mtl":
+        return "binary_valence"
+    if args.model == "kim_mtl":
+        return "four_class"
+    if kind not in DEFAULT_LABEL_MAPS:
+        raise ValueError(f"No default label map for a {kind!r} corpus; pass --label-map.")
+    return DEFAULT_LABEL_MAPS[kind]
+
+
+def _validate_every_language(utterances, fold, emotion, count, seed):
+    """multigate: the fold with `count` validation speakers of each language that has none.
+
+    The validation speakers of a fold come from the first corpus; every other
+    language's head would go unscored. Its speakers are moved out of the
+    training side (never the test speakers, who are not in it).
+    """
+    import dataclasses
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    train = np.asarray(fold.train, dtype=np.int64)
+    validated = {utterances[i].language for i in fold.validation}
+    moved = np.zeros(len(utterances), dtype=bool)
+    speakers = list(fold.validation_speakers)
+    for language in dict.fromkeys(u.language for u in utterances):
+        if language in validated:
+            continue
+        candidates = sorted(
+            {utterances[i].speaker_id for i in train
+             if utterances[i].language == language and emotion[i] >= 0}
+        )
+        if len(candidates) <= count:
+            print(f"  language {language}: {len(candidates)} labelled training speaker(s), "
+                  "none held out for validation (its head is not scored)")
+            continue
+        chosen = {str(s) for s in rng.permutation(candidates)[:count]}
+        moved[[i for i in train if utterances[i].speaker_id in chosen]] = True
+        speakers += sorted(chosen)
+    return dataclasses.replace(
+        fold,
+        train=train[~moved[train]],
+        validation=np.sort(np.concatenate([fold.validation, train[moved[train]]])).astype(
+            np.int64
+        ),
+        validation_speakers=tuple(speakers),
+    )
+
+
+def _task_labels(args, utterances, emotion, training_rows, language_classes=None):
     """Labels per utterance of every task of the model, and the classes of each task."""
     import numpy as np
 
+    if args.model == "multigate":
+        from ser_keras.models.multigate import task_name
+
+        languages = np.array([u.language for u in utterances])
+        labels = {
+            task_name(language): np.where(languages == language, emotion, -1).astype(np.int32)
+            for language in language_classes
+        }
+        classes = {task_name(language): names for language, names in language_classes.items()}
+        return labels, classes
     labels = {"emotion": emotion}
     classes = {}
     if args.model == "attention_cnn_blstm" and not args.single_task:
@@ -308,13 +460,41 @@ def _task_labels(args, utterances, emotion, training_rows):
             labels["gender"], classes["gender"] = gender_labels, names
         else:
             print(f"  genders in training: {names}: no gender head")
+    elif args.model == "kim_mtl":
+        from ser_keras.models.kim_mtl import AUXILIARY_CLASSES
+
+        for task, names in AUXILIARY_CLASSES.items():
+            values = [getattr(u, task) for u in utterances]
+            encoded = np.array(
+                [names.index(v) if v in names else -1 for v in values], dtype=np.int32
+            )
+            present = sorted({names[i] for i in encoded[training_rows] if i >= 0})
+            if len(present) >= 2:
+                labels[task], classes[task] = encoded, list(names)
+            else:
+                print(f"  {task} classes in training: {present}: no {task} head")
     return labels, classes
 
 
-def _hypermodel(args, model_preset, num_emotions, classes, input_shape):
+def _hypermodel(args, model_preset, num_emotions, classes, input_shape, language_classes=None):
     from ser_keras.tuning import hypermodels
 
     num_frames, num_mels = input_shape
+    if args.model == "kim_mtl":
+        return hypermodels.KimMTLHyperModel(
+            num_emotions=num_emotions,
+            auxiliary_tasks=tuple(classes),
+            preset=model_preset,
+            num_features=num_mels,
+        )
+    if args.model == "multigate":
+        return hypermodels.MultiGatingHyperModel(
+            language_classes,
+            preset=model_preset,
+            seed=args.seed,
+            num_frames=num_frames,
+            num_mels=num_mels,
+        )
     if args.model == "attention_cnn_blstm":
         return hypermodels.AttentionCNNBLSTMHyperModel(
             num_emotions=num_emotions,
@@ -357,7 +537,6 @@ def run(args) -> int:
     from ser_keras.features.logmel import LogMel
     from ser_keras.training.runner import RunState
     from ser_keras.tuning import search
-    from ser_keras.tuning.hypermodels import validation_labels
 
     # MultiWorkerMirroredStrategy must exist before other TensorFlow operations
     # run; the tuner's `distribution_strategy` is None for "none".
@@ -384,20 +563,21 @@ def run(args) -> int:
     started = time.time()
 
     specs, data_description = _corpus_specs(args, cache_dir)
-    label_map_name = args.label_map or (
-        "binary_valence"
-        if args.model == "resnet_lstm_mtl"
-        else DEFAULT_LABEL_MAPS.get(specs[0].kind)
-    )
-    if label_map_name is None:
-        raise ValueError(
-            f"No default label map for a {specs[0].kind!r} corpus; pass --label-map."
+    if args.model == "multigate":
+        # A label set per language: every corpus's label map (checked here, before loading).
+        label_map = None
+        label_map_name = args.label_map or "per corpus"
+        for spec in specs:
+            _label_map_name(args, spec.kind)
+        print(f"Data: {data_description}; emotion classes per language ({label_map_name} "
+              "label maps)")
+    else:
+        label_map = get_label_map(_label_map_name(args, specs[0].kind))
+        label_map_name = label_map.name
+        print(
+            f"Data: {data_description}; emotion classes ({label_map.name}): "
+            f"{list(label_map.classes)}"
         )
-    label_map = get_label_map(label_map_name)
-    print(
-        f"Data: {data_description}; emotion classes ({label_map.name}): "
-        f"{list(label_map.classes)}"
-    )
     print(
         f"Search: {args.tuner}, at most {args.max_trials} trials of {args.model} "
         f"(architecture preset {settings['model_preset']!r}), {epochs} epochs, batch "
@@ -407,12 +587,19 @@ def run(args) -> int:
         flush=True,
     )
 
-    utterances, waveforms, skipped = _load(specs, cache_dir, args.quiet)
-    emotion = label_map.encode(utterances).astype(np.int32)
-    unmapped = label_map.unmapped_counts(utterances)
-    if unmapped:
-        print(f"  labels outside {label_map.name} (no emotion label, auxiliary tasks only): "
-              f"{unmapped}")
+    utterances, waveforms, skipped, kinds = _load(specs, cache_dir, args.quiet)
+    language_classes = None
+    if label_map is None:
+        emotion, language_classes = _language_labels(args, utterances, kinds)
+        for language, names in language_classes.items():
+            print(f"  language {language}: classes {names}")
+    else:
+        emotion = label_map.encode(utterances).astype(np.int32)
+        unmapped = label_map.unmapped_counts(utterances)
+        if unmapped:
+            use = ("left out, as paper 001" if args.model == "kim_mtl"
+                   else "no emotion label, auxiliary tasks only")
+            print(f"  labels outside {label_map.name} ({use}): {unmapped}")
     primary_corpus = utterances[0].corpus
 
     # === The held-out test speaker and the tuning pool ===
@@ -435,26 +622,35 @@ def run(args) -> int:
                 f"{primary_corpus}; available: {available}"
             )
         fold = wanted[0]
+    if args.model == "multigate" and args.objective == "validation_speakers":
+        fold = _validate_every_language(
+            utterances, fold, emotion, args.validation_speakers, args.seed
+        )
     pool = np.sort(np.concatenate([fold.train, fold.validation]))
     if args.objective == "validation_speakers":
         parts = [(fold.train, fold.validation)]
         print(f"Test speaker(s), never searched on: {list(fold.test_speakers)}; validation "
               f"speaker(s): {list(fold.validation_speakers)}")
     else:
+        # multigate: every corpus's speakers validate (a head per language).
         cv = search.speaker_validation_folds(
-            utterances, pool, args.cv_folds, test_corpus=primary_corpus, labels=emotion,
+            utterances, pool, args.cv_folds,
+            test_corpus=None if args.model == "multigate" else primary_corpus, labels=emotion,
             seed=args.seed,
         )
         parts = [(f.train, f.validation) for f in cv]
         print(f"Test speaker(s), never searched on: {list(fold.test_speakers)}; validation "
               f"folds: {[list(f.validation_speakers) for f in cv]}")
     training_rows = np.unique(np.concatenate([train for train, _ in parts]))
-    labels, classes = _task_labels(args, utterances, emotion, training_rows)
+    labels, classes = _task_labels(args, utterances, emotion, training_rows, language_classes)
 
     # Utterances that carry no label of any task teach nothing.
     useful = np.zeros(len(utterances), dtype=bool)
     for values in labels.values():
         useful |= values >= 0
+    if args.model == "kim_mtl":
+        # Only utterances of the emotion classes, as apps.train_gender_naturalness (paper 001).
+        useful &= emotion >= 0
     parts = [(train[useful[train]], validation[emotion[validation] >= 0])
              for train, validation in parts]
     for number, (train, validation) in enumerate(parts):
@@ -472,22 +668,43 @@ def run(args) -> int:
 
         architecture = get_preset(model_preset)
         frontend = LogMel.from_preset("latif", num_mels=architecture["num_mels"])
+        segment_length = int(architecture["num_frames"])
+        description = f"{family['frontend']} log-mel features"
+    elif args.model == "kim_mtl":
+        from ser_keras.features.frame_features import FrameFeatures
+        from ser_keras.features.framing import segment_features
+
+        frontend = FrameFeatures.from_preset(family["frontend"])
+        segment_length = int(family["chunk_frames"])
+        description = f"{frontend.num_features} frame features"
+    elif args.model == "multigate":
+        from ser_keras.models.multigate import PRESETS as MULTIGATE_PRESETS
+
+        architecture = dict(MULTIGATE_PRESETS["wang"])
+        architecture.update(
+            MULTIGATE_PRESETS[model_preset] if isinstance(model_preset, str) else model_preset
+        )
+        frontend = LogMel.from_preset(
+            family["frontend"], num_frames=architecture["num_frames"],
+            num_mels=architecture["num_mels"],
+        )
+        description = f"{family['frontend']} log-mel features"
     else:
         frontend = LogMel.from_preset(family["frontend"])
+        description = f"{family['frontend']} log-mel features"
     needed = np.unique(np.concatenate([np.concatenate(part) for part in parts]))
-    print(f"Computing {family['frontend']} log-mel features for {needed.size} utterances ...",
-          flush=True)
+    print(f"Computing {description} for {needed.size} utterances ...", flush=True)
     features = compute_features(frontend, [waveforms[i] for i in needed],
+                                batch_size=16 if args.model == "kim_mtl" else 32,
                                 progress=not args.quiet)
     waveforms = None
-    if args.model == "aae_mtl":
+    if args.model in ("aae_mtl", "kim_mtl"):
         segments, owner = segment_features(
-            features, segment_length=int(architecture["num_frames"]),
-            pad_value=frontend.pad_value,
+            features, segment_length=segment_length, pad_value=frontend.pad_value,
         )
         row_utterance = needed[owner]
         inputs = segments
-        print(f"  {len(segments)} segments of {architecture['num_frames']} frames")
+        print(f"  {len(segments)} segments of {segment_length} frames")
     else:
         row_utterance = needed
         inputs = features
@@ -502,7 +719,8 @@ def run(args) -> int:
 
     row_labels = {task: values[row_utterance] for task, values in labels.items()}
     hypermodel = _hypermodel(
-        args, model_preset, label_map.num_classes, classes, inputs.shape[1:]
+        args, model_preset, None if label_map is None else label_map.num_classes, classes,
+        inputs.shape[1:], language_classes,
     )
 
     # === Search ===
@@ -518,7 +736,7 @@ def run(args) -> int:
                 args.validation_speakers if args.objective == "validation_speakers" else None
             ),
             "data": data_description,
-            "label_map": label_map.name,
+            "label_map": label_map_name,
             "preset": args.preset,
             "model_preset": model_preset,
             "epochs": epochs,
@@ -567,7 +785,9 @@ def run(args) -> int:
         train_rows, validation_rows = rows(train), rows(validation)
         fit_arguments["validation_data"] = (
             inputs[validation_rows],
-            validation_labels({t: v[validation_rows] for t, v in row_labels.items()}),
+            hypermodel.mask_validation_labels(
+                {t: v[validation_rows] for t, v in row_labels.items()}
+            ),
         )
         x = inputs[train_rows]
         y = {task: values[train_rows] for task, values in row_labels.items()}

@@ -7,13 +7,18 @@ One `HyperModel` per family builds and compiles the family's model from a
 - `ResNetLSTMHyperModel`: Latif et al.'s multi-task ResNet-LSTM with language
   and domain heads (paper 000);
 - `AAEMultiTaskHyperModel`: Latif et al.'s multi-task semi-supervised
-  adversarial autoencoder (paper 002).
+  adversarial autoencoder (paper 002);
+- `KimMTLHyperModel`: Kim et al.'s frame-level LSTM-MTL / DNN-MTL with gender
+  and naturalness as auxiliary tasks (paper 001);
+- `MultiGatingHyperModel`: Wang et al.'s multilingual multi-gating model with
+  its NAS module and contrastive auxiliary loss (paper 003).
 
 Every hyperparameter's default is the paper's value (or, where the paper gives
 none, the value of the family's paper preset, named as such), so a fresh
 `HyperParameters` builds the published model; the ranges come from the papers
 where they give one (paper 000 searched alpha in 0.1-0.5, paper 002 alpha and
-beta in 0.1-1.0) and are our choices around the paper's value elsewhere.
+beta in 0.1-1.0) and are our choices around the paper's value elsewhere
+(papers 001 and 003 give single values: lambda 0.1; alpha 0.1, 0.01, 0.015).
 
 Width hyperparameters (filters, units, heads) are expressed in the paper's
 units and scaled to the chosen architecture preset: with a reduced CPU preset
@@ -23,9 +28,15 @@ defaults therefore always build exactly the preset, the paper's numbers stay
 the defaults, and a CPU search stays as fast as the CPU preset.
 
 The models keep their own `train_step` (masked multi-task losses, the AAE's
-three phases with four optimizers): the tuner calls `fit` unchanged. The
-objective is the validation emotion UA, `val_emotion_ua`, maximised
-(`emotion_ua_objective()`). `HyperModel.fit` also takes `validation_folds`:
+three phases with four optimizers, Kim et al.'s frame-level labels, Wang et
+al.'s contrastive loss): the tuner calls `fit` unchanged. Layers fitted to the
+training data (the feature standardisation of Kim et al.'s model, the
+functionals' normalisation of Wang et al.'s) are adapted by `fit` to the
+samples each model trains on (`SERHyperModel.prepare`). The objective is the
+validation emotion UA, `val_emotion_ua`, maximised (`emotion_ua_objective()`);
+for Wang et al.'s model, whose heads are per language (`emotion_<language>`),
+it is the mean of the validation UAs of the languages with validation labels
+(`MultiGatingHyperModel`). `HyperModel.fit` also takes `validation_folds`:
 index pairs (or `ser_keras.data.splits.Fold`s) carved from the training
 speakers, e.g. by `ser_keras.tuning.search.speaker_validation_folds`; the
 trial's score is then the mean over those folds of each fold's best
@@ -42,6 +53,12 @@ Reference:
     "Multi-Task Semi-Supervised Adversarial Autoencoding for Speech Emotion
     Recognition", IEEE Transactions on Affective Computing, 2020 (paper 002),
     Sections 4.3 and 5.1.
+    J. Kim, G. Englebienne, K. P. Truong, V. Evers, "Towards speech emotion
+    recognition 'in the wild' using aggregated corpora and deep multi-task
+    learning", Interspeech 2017 (paper 001), Sections 4.2 and 5.1.
+    Z. Wang, Q. Meng, H. Lan, X. Zhang, K. Guo, A. Gupta, "Multilingual Speech
+    Emotion Recognition With Multi-Gating Mechanism and Neural Architecture
+    Search" (paper 003), Sections 4 and 5.1.
 """
 
 from __future__ import annotations
@@ -55,7 +72,7 @@ import keras_tuner
 import numpy as np
 
 from ser_keras.evaluation.metrics import mean_and_spread
-from ser_keras.models import aae_mtl, attention_cnn_blstm, resnet_lstm
+from ser_keras.models import aae_mtl, attention_cnn_blstm, kim_mtl, multigate, resnet_lstm
 from ser_keras.training import aae
 from ser_keras.utils.presets import preset_config
 
@@ -69,6 +86,10 @@ PRIMARY_TASK = "emotion"
 FU2021_LEARNING_RATE = 1e-3
 LATIF2020_RESNET_LEARNING_RATE = 1e-3  # not in paper 000 (our choice)
 LATIF2020_AAE_LEARNING_RATE = aae.PAPER_LEARNING_RATE  # 1e-4, paper 002
+# Paper 001: Adam with a fixed learning rate of 3e-3 (Section 5.1). Paper 003:
+# AdamW, lr 0.001, betas 0.9/0.999, epsilon 1e-8, weight decay 1e-5 (Section 5.1).
+KIM2017_LEARNING_RATE = kim_mtl.TRAINING_PRESETS["kim2017"]["learning_rate"]
+WANG_OPTIMIZER = multigate.TRAINING_PRESETS["wang"]["optimizer"]
 
 
 def emotion_ua_objective() -> keras_tuner.Objective:
@@ -169,12 +190,46 @@ def _positive_int(value):
     return max(1, int(round(value)))
 
 
+def _labels_of(validation_data):
+    """The labels of `Model.fit`'s `validation_data` (an `(x, y[, weights])` tuple), or None."""
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        return validation_data[1]
+    return None
+
+
+class _MeanHeadUA(keras.callbacks.Callback):
+    """Adds `val_emotion_ua` to the epoch logs: the mean of some heads' validation UAs.
+
+    For models without an `emotion` head (one emotion head per language). It
+    runs before the other callbacks of the fit (the tuner's, early stopping,
+    `History`), which therefore see the objective. Logs that already hold
+    `val_emotion_ua` are left as they are.
+
+    Args:
+        tasks: The heads whose `val_<task>_ua` are averaged.
+    """
+
+    def __init__(self, tasks):
+        super().__init__()
+        self.tasks = tuple(tasks)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or OBJECTIVE_NAME in logs:
+            return
+        values = [logs[f"val_{task}_ua"] for task in self.tasks if f"val_{task}_ua" in logs]
+        if values:
+            logs[OBJECTIVE_NAME] = float(np.mean([float(value) for value in values]))
+
+
 class SERHyperModel(keras_tuner.HyperModel):
     """Base of the package's HyperModels: preset scaling and the speaker-fold `fit`.
 
     Subclasses define `model_arguments(hp)` (declares the hyperparameters,
     returns the model's constructor arguments), `optimizer(hp)` and
-    `build_model(arguments)`; `build(hp)` returns the compiled model.
+    `build_model(arguments)`; `build(hp)` returns the compiled model. Models
+    with layers fitted to the training data override `prepare(model, x)`;
+    models without an `emotion` head override `mask_validation_labels` and
+    `objective_callbacks`.
 
     Args:
         preset: Name of an architecture preset of the family, or a dict of
@@ -193,6 +248,8 @@ class SERHyperModel(keras_tuner.HyperModel):
     tuned_arguments: tuple = ()
     #: Constructor arguments the subclass takes itself (class counts).
     data_arguments: tuple = ()
+    #: Model constructor arguments outside the presets that `fixed` may set.
+    other_arguments: tuple = ()
 
     def __init__(self, preset, presets, paper_preset, fixed, name=None, tunable=True):
         super().__init__(name=name, tunable=tunable)
@@ -215,18 +272,20 @@ class SERHyperModel(keras_tuner.HyperModel):
                 f"`preset` must be a preset name ({sorted(presets)}) or a dict of architecture "
                 f"arguments; received {preset!r}."
             )
-        allowed = (set(self.paper) | {"name", "trainable"}) - set(self.data_arguments)
-        unknown = sorted(set(fixed) - allowed)
-        if unknown:
-            raise ValueError(
-                f"Unknown fixed arguments {unknown}; expected some of {sorted(allowed)} "
-                f"({list(self.data_arguments)} are the HyperModel's own arguments)."
-            )
         tuned = sorted(set(fixed) & set(self.tuned_arguments))
         if tuned:
             raise ValueError(
                 f"Arguments {tuned} are tuned; fix a hyperparameter with "
                 "keras_tuner.HyperParameters.Fixed (the tuner's `hyperparameters`) instead."
+            )
+        allowed = (set(self.paper) | {"name", "trainable"} | set(self.other_arguments)) - set(
+            self.data_arguments
+        )
+        unknown = sorted(set(fixed) - allowed)
+        if unknown:
+            raise ValueError(
+                f"Unknown fixed arguments {unknown}; expected some of {sorted(allowed)} "
+                f"({list(self.data_arguments)} are the HyperModel's own arguments)."
             )
         self.preset = resolved
         self.fixed = dict(fixed)
@@ -269,6 +328,35 @@ class SERHyperModel(keras_tuner.HyperModel):
         model.compile(optimizer=self.optimizer(hp))
         return model
 
+    # ------------------------------------------------------------ data hooks
+    def prepare(self, model, x):
+        """Fits the model's data-dependent layers to the inputs it trains on (default: none).
+
+        `fit` calls it before every `Model.fit`, with that fit's training
+        inputs (a fold's training samples with `validation_folds`), so no
+        statistic comes from validation or test data.
+
+        Args:
+            model: A model built by `build`.
+            x: The training inputs of the fit.
+        """
+
+    def mask_validation_labels(self, labels):
+        """Labels for validation data: `validation_labels(labels)` (emotion kept)."""
+        return validation_labels(labels)
+
+    def objective_callbacks(self, validation_y):
+        """Callbacks that add `val_emotion_ua` to the logs of a fit (default: none).
+
+        Args:
+            validation_y: The fit's validation labels (dict task -> labels),
+                or None where unknown.
+
+        Returns:
+            A list of Keras callbacks, run before the fit's other callbacks.
+        """
+        return []
+
     # -------------------------------------------------------------------- fit
     def fit(
         self,
@@ -291,7 +379,7 @@ class SERHyperModel(keras_tuner.HyperModel):
         the first, a fresh build of the same hyperparameters for the others)
         is trained on the fold's training samples and validated on its
         validation samples, whose auxiliary-task labels are masked
-        (`validation_labels`); the trial's score is the mean over folds of
+        (`mask_validation_labels`); the trial's score is the mean over folds of
         each fold's best `val_emotion_ua`. The folds must be carved from the
         training speakers (`speaker_validation_folds`): this method only sees
         `x`, and the test speakers must not be in it. With Hyperband, a trial
@@ -318,6 +406,10 @@ class SERHyperModel(keras_tuner.HyperModel):
             "val_emotion_ua_std": standard deviation over folds}`.
         """
         if validation_folds is None:
+            self.prepare(model, x)
+            extra = self.objective_callbacks(_labels_of(validation_data))
+            if extra:
+                callbacks = extra + list(callbacks or [])
             return model.fit(
                 x, y, validation_data=validation_data, callbacks=callbacks, **kwargs
             )
@@ -341,11 +433,14 @@ class SERHyperModel(keras_tuner.HyperModel):
                 scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
                 with scope:
                     fold_model = self.build(hp)
+            train_x = _take(x, train)
+            self.prepare(fold_model, train_x)
+            validation_y = self.mask_validation_labels(_take(y, validation))
             history = fold_model.fit(
-                _take(x, train),
+                train_x,
                 _take(y, train),
-                validation_data=(_take(x, validation), validation_labels(_take(y, validation))),
-                callbacks=callbacks,
+                validation_data=(_take(x, validation), validation_y),
+                callbacks=self.objective_callbacks(validation_y) + list(callbacks or []),
                 **kwargs,
             )
             values = [v for v in history.history.get(OBJECTIVE_NAME, []) if np.isfinite(v)]
@@ -698,9 +793,326 @@ class AAEMultiTaskHyperModel(SERHyperModel):
         )
 
 
+def _frames_of(x, pad_value, owner):
+    """The frames of `[samples, frames, features]` inputs that are not padding, `[N, features]`."""
+    if isinstance(x, dict) or not hasattr(x, "shape") or len(x.shape) != 3:
+        raise ValueError(
+            f"{owner} adapts its feature standardisation to the training frames: `x` must be "
+            "an array [samples, frames, features]; received "
+            + (f"shape {tuple(x.shape)}." if hasattr(x, "shape") else f"{type(x).__name__}.")
+        )
+    x = np.asarray(x, dtype=np.float32)
+    return x[np.any(x != pad_value, axis=-1)]
+
+
+class KimMTLHyperModel(SERHyperModel):
+    """Search space of Kim et al.'s frame-level multi-task LSTM / DNN (paper 001).
+
+    Hyperparameters (defaults = the paper's; widths in the paper's units,
+    scaled to `preset`):
+
+    - `auxiliary_loss_weight`: lambda of eq. 1, the weight of each auxiliary
+      task's loss, 0.05 to 0.5 in steps of 0.05; default 0.1 (the paper's,
+      set "empirically"; it gives no range, ours spans half to five times
+      it). Only with auxiliary tasks.
+    - `units`: cells per LSTM layer / nodes per DNN layer, 64, 128 or 256;
+      default 256. The paper found "no more gains with higher number of
+      layers and nodes", so the range goes down from its value.
+    - `dropout_rate`: after every hidden layer, 0.0 to 0.7 in steps of 0.1;
+      default 0.5 (the paper's p = .5).
+    - `learning_rate`: Adam, 3e-4 to 3e-2 (log); default 3e-3 (the paper's
+      fixed rate).
+
+    The network (LSTM-MTL, 2 layers; DNN-MTL, 3 layers with a 250 ms context
+    window) is a constructor argument, not a hyperparameter; the layer counts
+    stay the paper's (the preset's). `fit` sets the model's feature
+    standardisation from the frames it trains on (padding excluded), as
+    `apps.train_gender_naturalness` does with each fold's training utterances.
+
+    Args:
+        num_emotions: Emotion classes (the paper: 4).
+        auxiliary_tasks: Subset of `("gender", "naturalness")`; `()` gives
+            the single-task baseline (no `auxiliary_loss_weight`).
+        network: `"lstm"` (the paper's best, LSTM-MTL) or `"dnn"`.
+        preset: A preset of `ser_keras.models.kim_mtl.PRESETS` of the same
+            network (default `"kim2017_<network>"`, the paper's sizes) or a
+            dict of architecture arguments, e.g. `{"units": 64}` for a CPU.
+        name: HyperModel name.
+        tunable: Whether the hyperparameters are tunable.
+        **fixed: Other constructor arguments of `KimMTL`, not tuned (e.g.
+            `num_features`, `context_frames`).
+
+    Reference:
+        Kim et al., Interspeech 2017, Sections 4.2 and 5.1 (eq. 1).
+    """
+
+    tuned_arguments = ("auxiliary_loss_weight", "units", "dropout_rate")
+    data_arguments = ("network", "num_emotions", "auxiliary_tasks")
+
+    def __init__(
+        self,
+        num_emotions=4,
+        auxiliary_tasks=kim_mtl.AUXILIARY_TASKS,
+        network="lstm",
+        preset=None,
+        name="kim_mtl",
+        tunable=True,
+        **fixed,
+    ):
+        if network not in kim_mtl.NETWORKS:
+            raise ValueError(
+                f"`network` must be one of {kim_mtl.NETWORKS}; received {network!r}."
+            )
+        paper_preset = f"kim2017_{network}"
+        super().__init__(
+            paper_preset if preset is None else preset, kim_mtl.PRESETS, paper_preset, fixed,
+            name=name, tunable=tunable,
+        )
+        if self.preset["network"] != network:
+            raise ValueError(
+                f"Preset {preset!r} is a {self.preset['network']!r} network; `network` is "
+                f"{network!r}."
+            )
+        tasks = (auxiliary_tasks,) if isinstance(auxiliary_tasks, str) else tuple(auxiliary_tasks)
+        if any(task not in kim_mtl.AUXILIARY_TASKS for task in tasks) or len(set(tasks)) != len(
+            tasks
+        ):
+            raise ValueError(
+                f"`auxiliary_tasks` must name distinct tasks from {kim_mtl.AUXILIARY_TASKS}; "
+                f"received {auxiliary_tasks!r}."
+            )
+        self.network = network
+        self.num_emotions = num_emotions
+        self.auxiliary_tasks = tasks
+
+    def model_arguments(self, hp):
+        paper = self.paper
+        arguments = dict(self.preset)
+        arguments.update(self.fixed)
+        arguments["network"] = self.network
+        arguments["num_emotions"] = self.num_emotions
+        arguments["auxiliary_tasks"] = self.auxiliary_tasks
+        if self.auxiliary_tasks:
+            arguments["auxiliary_loss_weight"] = hp.Float(
+                "auxiliary_loss_weight", 0.05, 0.5, step=0.05,
+                default=paper["auxiliary_loss_weight"],
+            )
+        arguments["units"] = self.scale_width(
+            "units", hp.Choice("units", [64, 128, 256], default=paper["units"])
+        )
+        arguments["dropout_rate"] = hp.Float(
+            "dropout_rate", 0.0, 0.7, step=0.1, default=paper["dropout_rate"]
+        )
+        return arguments
+
+    def optimizer(self, hp):
+        learning_rate = hp.Float(
+            "learning_rate", 3e-4, 3e-2, sampling="log", default=KIM2017_LEARNING_RATE
+        )
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+
+    def build_model(self, arguments):
+        return kim_mtl.KimMTL(**arguments)
+
+    def prepare(self, model, x):
+        """Sets the feature standardisation from the training frames (padding excluded)."""
+        model.adapt_feature_normalization(_frames_of(x, model.pad_value, type(self).__name__))
+
+
+class MultiGatingHyperModel(SERHyperModel):
+    """Search space of Wang et al.'s multilingual multi-gating model (paper 003).
+
+    Hyperparameters (defaults = the paper's; widths in the paper's units,
+    scaled to `preset`):
+
+    - `alpha_<language>`: weight of the contrastive auxiliary loss of the
+      language's head (eq. 6), 0.001 to 1.0 (log); default the paper's value
+      for the language (en 0.1, de 0.01, fr 0.015; 0.01, German's, for other
+      languages). The paper sets a value per language and compares alpha 0
+      with 0.1 (Table 4, Figure 3); the range, a decade beyond its smallest
+      and largest values, is ours. The `"base"` variant has one head and one
+      `alpha` (default the mean of the languages' values).
+    - `dropout_rate`: after every expert vector and tower layer, 0.0 to 0.5
+      in steps of 0.05; default 0.1 (the paper's).
+    - `logmel_lstm_units`: units per direction of the log-mel encoder's
+      BiLSTM, 64, 128 or 256; default 128 (the paper's LSTM hidden size). The
+      encoder's attention size follows in the paper's ratio (256 at 128).
+      Only with the `"logmel"` expert.
+    - `mfcc_lstm_units`: units per direction of the MFCC encoder's BiLSTM, 32,
+      64 or 128; default 64 (the paper's), its attention size following.
+      Only with the `"mfcc"` expert.
+    - `expert_units`: the common size of the experts' outputs (the NAS
+      module's `u_i`), 128, 256 or 512; default 256 (not in the paper; the
+      `wang` preset's value). Not for the `"single"` variant.
+    - `learning_rate`: AdamW, 1e-4 to 1e-2 (log); default 0.001 (the paper's;
+      its betas, epsilon and weight decay 1e-5 are kept).
+
+    The heads are per language (`emotion_<language>`, or `emotion` for
+    `"base"`), with no auxiliary classification task: validation keeps every
+    head's labels, and `val_emotion_ua` is the mean of the validation UAs of
+    the heads with validation labels (every language in the validation data
+    counts the same, as the `val_mean_ua` that `apps.train_multilingual_gating`
+    selects epochs by). `fit` adapts the functionals' normalisation to the
+    inputs it trains on.
+
+    Args:
+        class_names: Dict language code -> class names of that language's
+            head, in label-index order (the labels of `fit` index them).
+        variant: One of `ser_keras.models.multigate.VARIANTS`; default
+            `"multigate"`, the paper's model.
+        preset: `"wang"` (the paper's sizes), `"wang_cpu"` or a dict of
+            architecture arguments.
+        seed: Seed of the NAS gates' noise.
+        name: HyperModel name.
+        tunable: Whether the hyperparameters are tunable.
+        **fixed: Other constructor arguments of `MultiGatingSER`, not tuned
+            (e.g. `num_frames`, `experts`, `tower_units`, `embedding_dims`).
+
+    Reference:
+        Wang et al. (paper 003), Sections 4.1-4.3 (eq. 6) and 5.1; Table 4.
+    """
+
+    tuned_arguments = (
+        "contrastive_weights",
+        "shared_contrastive_weight",
+        "dropout_rate",
+        "logmel_lstm_units",
+        "logmel_attention_units",
+        "mfcc_lstm_units",
+        "mfcc_attention_units",
+        "expert_units",
+    )
+    data_arguments = ("class_names", "variant", "seed")
+    other_arguments = (
+        "embedding_dims",
+        "normalize_statistics",
+        "tower_units",
+        "tower_activations",
+        "shared_tower_units",
+        "shared_tower_activations",
+    )
+
+    def __init__(
+        self,
+        class_names,
+        variant="multigate",
+        preset="wang",
+        seed=None,
+        name="multigate",
+        tunable=True,
+        **fixed,
+    ):
+        super().__init__(preset, multigate.PRESETS, "wang", fixed, name=name, tunable=tunable)
+        if not isinstance(class_names, dict) or not class_names:
+            raise ValueError(
+                "`class_names` must be a non-empty dict language -> class names; received "
+                f"{class_names!r}."
+            )
+        if variant not in multigate.VARIANTS:
+            raise ValueError(
+                f"`variant` must be one of {multigate.VARIANTS}; received {variant!r}."
+            )
+        self.class_names = {str(lang): list(names) for lang, names in class_names.items()}
+        self.variant = variant
+        self.seed = seed
+
+    @property
+    def tasks(self):
+        """The model's heads: `emotion_<language>` per language (`emotion` for `"base"`)."""
+        if self.variant == "base":
+            return (multigate.SHARED_TASK,)
+        return tuple(multigate.task_name(language) for language in self.class_names)
+
+    def _scale_following(self, key, reference, value):
+        """`key` scaled like `reference` set to `value` (the paper's ratio kept)."""
+        return _positive_int(self.preset[key] * value / self.paper[reference])
+
+    def model_arguments(self, hp):
+        paper = self.paper
+        arguments = dict(self.preset)
+        arguments.update(self.fixed)
+        arguments["class_names"] = {lang: list(names) for lang, names in self.class_names.items()}
+        arguments["variant"] = self.variant
+        arguments["seed"] = self.seed
+        languages = list(self.class_names)
+        paper_alpha = {
+            language: multigate.language_settings(language)["contrastive_weight"]
+            for language in languages
+        }
+        if self.variant == "base":
+            arguments["shared_contrastive_weight"] = hp.Float(
+                "alpha", 1e-3, 1.0, sampling="log",
+                default=float(np.mean(list(paper_alpha.values()))),
+            )
+        else:
+            arguments["contrastive_weights"] = {
+                language: hp.Float(
+                    f"alpha_{language}", 1e-3, 1.0, sampling="log", default=paper_alpha[language]
+                )
+                for language in languages
+            }
+        arguments["dropout_rate"] = hp.Float(
+            "dropout_rate", 0.0, 0.5, step=0.05, default=paper["dropout_rate"]
+        )
+        experts = tuple(arguments["experts"])
+        for expert, choices in (("logmel", [64, 128, 256]), ("mfcc", [32, 64, 128])):
+            if expert not in experts:
+                continue
+            key = f"{expert}_lstm_units"
+            units = hp.Choice(key, choices, default=paper[key])
+            arguments[key] = self.scale_width(key, units)
+            arguments[f"{expert}_attention_units"] = self._scale_following(
+                f"{expert}_attention_units", key, units
+            )
+        if self.variant != "single":
+            arguments["expert_units"] = self.scale_width(
+                "expert_units",
+                hp.Choice("expert_units", [128, 256, 512], default=paper["expert_units"]),
+            )
+        return arguments
+
+    def optimizer(self, hp):
+        settings = dict(WANG_OPTIMIZER)
+        settings["learning_rate"] = hp.Float(
+            "learning_rate", 1e-4, 1e-2, sampling="log", default=settings["learning_rate"]
+        )
+        return keras.optimizers.AdamW(**settings)
+
+    def build_model(self, arguments):
+        return multigate.MultiGatingSER(**arguments)
+
+    def prepare(self, model, x):
+        """Fits the functionals' normalisation to the training inputs."""
+        model.adapt_normalization(x)
+
+    def mask_validation_labels(self, labels):
+        """Every head's labels, as int32: each head is an emotion head of its language."""
+        if not isinstance(labels, dict) or not set(self.tasks) & set(labels):
+            raise ValueError(
+                f"`labels` must be a dict head -> int labels with some of {list(self.tasks)}; "
+                f"received {type(labels).__name__}"
+                + (f" with keys {sorted(labels)}" if isinstance(labels, dict) else "")
+                + "."
+            )
+        return {task: np.asarray(values).astype(np.int32) for task, values in labels.items()}
+
+    def objective_callbacks(self, validation_y):
+        """`val_emotion_ua` = the mean validation UA of the heads with validation labels."""
+        tasks = self.tasks
+        if isinstance(validation_y, dict):
+            labelled = [
+                task for task in tasks
+                if task in validation_y and np.any(np.asarray(validation_y[task]) >= 0)
+            ]
+            tasks = labelled or tasks
+        return [_MeanHeadUA(tasks)]
+
+
 # The model families of `apps.tune --model`.
 HYPERMODELS = {
     "attention_cnn_blstm": AttentionCNNBLSTMHyperModel,
     "resnet_lstm_mtl": ResNetLSTMHyperModel,
     "aae_mtl": AAEMultiTaskHyperModel,
+    "kim_mtl": KimMTLHyperModel,
+    "multigate": MultiGatingHyperModel,
 }

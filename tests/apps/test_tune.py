@@ -29,8 +29,8 @@ def test_help_names_every_option(capsys):
     for option in ["--model", "--tuner", "--max-trials", "--data", "--directory", "--resume",
                    "--objective", "--strategy", "--preset", "--epochs"]:
         assert option in text
-    for choice in ["attention_cnn_blstm", "resnet_lstm_mtl", "aae_mtl", "random", "bayesian",
-                   "hyperband", "mirrored", "multiworker"]:
+    for choice in ["attention_cnn_blstm", "resnet_lstm_mtl", "aae_mtl", "kim_mtl", "multigate",
+                   "random", "bayesian", "hyperband", "mirrored", "multiworker"]:
         assert choice in text
 
 
@@ -79,6 +79,54 @@ def test_attention_search_on_validation_speakers(tmp_path, cache_dir, capsys):
     assert row["status"] == "COMPLETED"
 
 
+def test_kim_search_on_frame_features_with_a_gender_head(tmp_path, cache_dir, capsys):
+    arguments = _tiny(tmp_path, cache_dir, "--model", "kim_mtl", "--max-trials", "1")
+    assert app.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "emotion classes (four_class)" in printed
+    assert "32 frame features" in printed and "segments of 200 frames" in printed
+    # The synthetic corpora are all acted: no naturalness head.
+    assert "no naturalness head" in printed and "Tasks: emotion, gender;" in printed
+    best = json.loads((tmp_path / "kim_mtl" / "best_hyperparameters.json").read_text())
+    assert best["objective"] == "val_emotion_ua"
+    assert best["test_speakers"][0].startswith("emodb:")
+    assert 0.05 <= best["hyperparameters"]["auxiliary_loss_weight"] <= 0.5
+    assert best["hyperparameters"]["units"] in (64, 128, 256)  # the paper's units
+    arguments = best["model_arguments"]
+    assert (arguments["network"], arguments["num_emotions"], arguments["num_features"]) == (
+        "lstm", 4, 32
+    )
+    assert arguments["auxiliary_tasks"] == ["gender"]
+    assert arguments["units"] == best["hyperparameters"]["units"] // 4  # 64 cells at 256
+    (row,) = _trials(tmp_path / "kim_mtl")
+    assert row["status"] == "COMPLETED"
+
+
+def test_multigate_search_validates_every_language(tmp_path, cache_dir, capsys):
+    arguments = _tiny(tmp_path, cache_dir, "--model", "multigate", "--max-trials", "1")
+    assert app.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "Tasks: emotion_en, emotion_de;" in printed
+    best = json.loads((tmp_path / "multigate" / "best_hyperparameters.json").read_text())
+    # The test speaker is English (SAVEE); English and German speakers validate.
+    assert best["test_speakers"][0].startswith("savee:")
+    validation = printed.split("validation speaker(s): ")[1].splitlines()[0]
+    assert "savee:" in validation and "emodb:" in validation
+    class_names = best["model_arguments"]["class_names"]
+    assert list(class_names) == ["en", "de"]
+    assert "boredom" in class_names["de"] and "boredom" not in class_names["en"]
+    assert "surprise" in class_names["en"] and "surprise" not in class_names["de"]
+    for language in ("en", "de"):
+        assert 0.001 <= best["hyperparameters"][f"alpha_{language}"] <= 1.0
+    (row,) = _trials(tmp_path / "multigate")
+    assert row["status"] == "COMPLETED"
+    metrics = row["metrics"]
+    assert metrics["val_emotion_ua"] == pytest.approx(
+        (metrics["val_emotion_en_ua"] + metrics["val_emotion_de_ua"]) / 2
+    )
+    assert best["score"] == pytest.approx(metrics["val_emotion_ua"])
+
+
 @pytest.mark.slow
 def test_resnet_lstm_search_with_unlabelled_speech(tmp_path, cache_dir, capsys):
     arguments = _tiny(
@@ -117,6 +165,7 @@ def test_failed_trial_exits_with_status_1_and_names_it(tmp_path, cache_dir, caps
         (["--model", "aae_mtl", "--max-trials", "0"], "--max-trials"),
         (["--model", "aae_mtl", "--single-task"], "--single-task"),
         (["--model", "aae_mtl", "--cv-folds", "1"], "--cv-folds"),
+        (["--model", "kim_mtl", "--single-task"], "--single-task"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):

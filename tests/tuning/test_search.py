@@ -14,13 +14,20 @@ def _search(tuner, family, classes, callbacks=(), epochs=1, **kwargs):
     x, y = random_data(family, classes, count=24)
     x_val, y_val = random_data(family, classes, count=8, seed=1)
     tuner.search(
-        x, y, validation_data=(x_val, hypermodels.validation_labels(y_val)), epochs=epochs,
+        x, y, validation_data=(x_val, tuner.hypermodel.mask_validation_labels(y_val)),
+        epochs=epochs,
         batch_size=8, verbose=0, callbacks=list(callbacks), **kwargs,
     )
 
 
 @pytest.mark.parametrize(
-    "family, kind", [("attention_cnn_blstm", "hyperband"), ("resnet_lstm_mtl", "bayesian")]
+    "family, kind",
+    [
+        ("attention_cnn_blstm", "hyperband"),
+        ("resnet_lstm_mtl", "bayesian"),
+        ("kim_mtl", "random"),
+        ("multigate", "random"),
+    ],
 )
 def test_search_completes_every_trial(tmp_path, family, kind):
     hypermodel, classes = tiny_hypermodel(family)

@@ -27,6 +27,26 @@ TINY_RESNET = {
     "dense_units": 8,
 }
 
+KIM_FEATURES = 6
+# Kim et al.'s LSTM-MTL: 2 layers of 4 cells (hyperparameter units 256 -> 4).
+TINY_KIM = {"num_features": KIM_FEATURES, "units": 4}
+# Every expert of Wang et al.'s model (its attention sizes twice the LSTM's, as the paper's).
+TINY_MULTIGATE = {
+    "num_frames": NUM_FRAMES,
+    "num_mels": NUM_MELS,
+    "logmel_conv_filters": 3,
+    "logmel_lstm_units": 4,
+    "logmel_attention_units": 8,
+    "num_mfcc": 6,
+    "mfcc_conv_filters": 3,
+    "mfcc_lstm_units": 2,
+    "mfcc_lstm_layers": 1,
+    "mfcc_attention_units": 4,
+    "expert_units": 6,
+    "min_samples_per_class": 2,
+}
+MULTIGATE_CLASSES = {"en": ["anger", "neutral", "sadness"], "de": ["anger", "boredom"]}
+
 
 def tiny_hypermodel(family):
     """(HyperModel, tasks -> number of classes) of a family at test size."""
@@ -44,16 +64,43 @@ def tiny_hypermodel(family):
         # cpu_small takes 32 x 16 segments.
         classes = {"emotion": 3, "speaker": 4, "gender": 2}
         model = hypermodels.AAEMultiTaskHyperModel(classes, preset="cpu_small", seed=0)
+    elif family == "kim_mtl":
+        classes = {"emotion": 4, "gender": 2, "naturalness": 2}
+        model = hypermodels.KimMTLHyperModel(num_emotions=4, preset=TINY_KIM)
+    elif family == "multigate":
+        classes = {f"emotion_{lang}": len(names) for lang, names in MULTIGATE_CLASSES.items()}
+        model = hypermodels.MultiGatingHyperModel(
+            MULTIGATE_CLASSES, preset=TINY_MULTIGATE, seed=0, tower_units={"en": 8, "de": 8}
+        )
     else:
         raise ValueError(family)
     return model, classes
 
 
 def random_data(family, classes, count=24, seed=0):
-    """Random inputs of the family's shape and labels with some -1 gaps."""
+    """Random inputs of the family's shape and labels with some -1 gaps.
+
+    Kim et al.'s frames and Wang et al.'s log-mel frames end in padding (0.0
+    and -1.0, their models' pad values); Wang et al.'s samples alternate
+    between the languages, each labelled for its own head only.
+    """
     rng = np.random.default_rng(seed)
-    shape = (32, 16) if family == "aae_mtl" else (NUM_FRAMES, NUM_MELS)
+    shape = {"aae_mtl": (32, 16), "kim_mtl": (NUM_FRAMES, KIM_FEATURES)}.get(
+        family, (NUM_FRAMES, NUM_MELS)
+    )
     x = rng.normal(size=(count,) + shape).astype("float32")
+    if family == "kim_mtl":
+        x[1::2, NUM_FRAMES // 2 :] = 0.0
+    if family == "multigate":
+        x = rng.uniform(0, 1, size=x.shape).astype("float32")
+        x[1::3, NUM_FRAMES // 2 :] = -1.0
+        y = {}
+        for number, task in enumerate(classes):
+            labels = np.full(count, -1, dtype="int32")
+            mine = np.arange(number, count, len(classes))
+            labels[mine] = np.arange(mine.size) % classes[task]
+            y[task] = labels
+        return x, y
     y = {}
     for task, number in classes.items():
         labels = np.arange(count) % number
