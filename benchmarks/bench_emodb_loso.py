@@ -14,7 +14,8 @@ output and in results.json: `--num-frames` crops the fu2021 front-end (every
 EMO-DB file in ../shared/data is 2.0 s, about 80 frames, so the paper's 256
 frames are mostly padding), and `--speaker-standardize` z-normalises every
 mel band per speaker over that speaker's own valid frames (no labels used, so
-it is applicable to an unseen test speaker).
+it is applicable to an unseen test speaker), and `--spec-augment` masks
+random mel bands and frame spans of the training batches (SpecAugment).
 
 Interrupted runs continue with --resume. Reference figures on the same folds:
 `FEATS=compare python ../shared/tools/reference_baseline.py ../shared/data emodb`
@@ -53,6 +54,9 @@ def main(argv=None) -> int:
                         help="Front-end frames (paper: 256); fewer crops the input.")
     parser.add_argument("--speaker-standardize", action="store_true",
                         help="Z-normalise each mel band per speaker (not in the paper).")
+    parser.add_argument("--spec-augment", action="store_true",
+                        help="SpecAugment frequency and time masking of the training batches "
+                        "(not in the paper; ser_keras.data.augmentation).")
     parser.add_argument("--out", default="runs/bench_emodb_loso")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
@@ -62,6 +66,7 @@ def main(argv=None) -> int:
 
     from ser_keras.corpora import load_corpus
     from ser_keras.corpora.labels import get_label_map
+    from ser_keras.data.augmentation import SpecAugment
     from ser_keras.data.cache import WaveformCache, default_cache_dir
     from ser_keras.data.pipeline import compute_features
     from ser_keras.data.splits import leave_one_speaker_out
@@ -86,6 +91,13 @@ def main(argv=None) -> int:
     if args.speaker_standardize:
         features = standardize_per_speaker(
             features, [u.speaker_id for u in cached.utterances], frontend.pad_value)
+    augment = None
+    if args.spec_augment:
+        # Masks hold the mean of a band: 0 after per-speaker standardisation,
+        # else the middle of the front-end's [0, 1] range.
+        augment = SpecAugment(mask_value=0.0 if args.speaker_standardize else 0.5,
+                              pad_value=frontend.pad_value)
+        print(augment.describe())
     folds = leave_one_speaker_out(
         cached.utterances, validation="fraction",
         validation_fraction=args.validation_fraction, seed=args.seed,
@@ -95,7 +107,8 @@ def main(argv=None) -> int:
         {"model_preset": args.model_preset, "epochs": args.epochs, "patience": args.patience,
          "batch_size": args.batch_size, "seed": args.seed, "learning_rate": args.learning_rate,
          "validation_fraction": args.validation_fraction, "num_utterances": len(labels),
-         "num_frames": args.num_frames, "speaker_standardize": args.speaker_standardize},
+         "num_frames": args.num_frames, "speaker_standardize": args.speaker_standardize,
+         "spec_augment": args.spec_augment},
         resume=args.resume,
     )
     summary = {"settings": {}, "units": "percent", "class_names": list(label_map.classes),
@@ -130,7 +143,7 @@ def main(argv=None) -> int:
                 build, split(fold.train), split(fold.validation), split(fold.test, True),
                 fold_dir=state.fold_dir(setting, fold.name), class_names=label_map.classes,
                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                patience=args.patience, verbose=0,
+                patience=args.patience, verbose=0, augment=augment,
             )
             fold_results.append(result)
             print(f"[{setting}] {fold.name}: WA {100 * result['wa']:.1f} "

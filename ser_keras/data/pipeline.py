@@ -208,10 +208,22 @@ def _with_labels(batch_inputs, label_tensors, indices):
     return batch_inputs, _gather(label_tensors, indices)
 
 
-def _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder):
-    """Batches of sample indices (see `_index_dataset`) mapped by `load`, prefetched."""
+def _batched_dataset(
+    count, load, batch_size, shuffle, seed, repeat, drop_remainder, batch_seeds=False
+):
+    """Batches of sample indices (see `_index_dataset`) mapped by `load`, prefetched.
+
+    With `batch_seeds`, `load` also receives an int64 scalar per batch: a
+    stream that restarts from `seed` for a new dataset and moves on every
+    epoch (`rerandomize_each_iteration`), for reproducible augmentation.
+    """
     dataset = _index_dataset(count, shuffle, seed, repeat)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if batch_seeds:
+        seeds = tf.data.Dataset.random(
+            seed=0 if seed is None else seed, rerandomize_each_iteration=True
+        )
+        dataset = tf.data.Dataset.zip(dataset, seeds)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -224,6 +236,7 @@ def make_dataset(
     seed=None,
     drop_remainder=False,
     repeat=False,
+    augment=None,
 ):
     """In-memory arrays -> batched, prefetched `tf.data.Dataset`.
 
@@ -239,12 +252,23 @@ def make_dataset(
         seed: shuffle seed; the same seed gives the same order sequence.
         drop_remainder: drop the last batch when smaller than `batch_size`.
         repeat: repeat indefinitely (then pass `steps_per_epoch` to fit).
+        augment: Optional training-time augmentation of the input batches, a
+            callable `(batch_inputs, seed) -> batch_inputs` with `seed` an
+            int64 `[2]` stateless seed, e.g.
+            `ser_keras.data.augmentation.SpecAugment`. The seeds differ per
+            batch and per epoch and follow from `seed`, so a run is
+            reproducible. Only for training data (it needs `shuffle`).
 
     Returns:
         `tf.data.Dataset` of `(inputs, labels)` (or `inputs` when `labels` is
         None), labels int32.
     """
     batch_size = positive_int("batch_size", batch_size)
+    if augment is not None and not shuffle:
+        raise ValueError(
+            "`augment` is for training data, which is shuffled: pass shuffle=True "
+            f"(received shuffle={shuffle!r}); evaluation data is never augmented."
+        )
     inputs, count = _as_input_structure(inputs)
     labels = _as_labels(labels, count)
     input_tensors = _to_tensors(inputs)
@@ -254,7 +278,17 @@ def make_dataset(
         batch_inputs = _gather(input_tensors, indices)
         return _with_labels(batch_inputs, label_tensors, indices)
 
-    return _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder)
+    if augment is None:
+        return _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder)
+
+    def load_augmented(indices, batch_seed):
+        batch_inputs = augment(_gather(input_tensors, indices), tf.stack([batch_seed, 0]))
+        return _with_labels(batch_inputs, label_tensors, indices)
+
+    return _batched_dataset(
+        count, load_augmented, batch_size, shuffle, seed, repeat, drop_remainder,
+        batch_seeds=True,
+    )
 
 
 def make_waveform_dataset(

@@ -93,6 +93,7 @@ def fit_and_evaluate(
     predict_fn: Callable[[keras.Model, object], np.ndarray] | None = None,
     extra_callbacks=(),
     strategy=None,
+    augment=None,
 ) -> dict:
     """Trains one fold (resumably) and evaluates its test part once.
 
@@ -119,6 +120,8 @@ def fit_and_evaluate(
         extra_callbacks: More Keras callbacks.
         strategy: Optional `tf.distribute.Strategy`; the model is built and
             compiled under its scope, and `batch_size` is the global batch.
+        augment: Optional augmentation of the training batches only (see
+            `make_dataset`), e.g. `ser_keras.data.augmentation.SpecAugment`.
 
     Returns:
         A dict with `wa`, `ua`, `macro_f1`, `confusion`, `per_class_recall`,
@@ -156,7 +159,8 @@ def fit_and_evaluate(
         model = build_model()
 
     train_data = make_dataset(
-        train.inputs, train.labels, batch_size=batch_size, shuffle=True, seed=seed
+        train.inputs, train.labels, batch_size=batch_size, shuffle=True, seed=seed,
+        augment=augment,
     )
     validation_data = make_dataset(validation.inputs, validation.labels, batch_size=batch_size)
 
