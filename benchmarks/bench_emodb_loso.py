@@ -49,7 +49,12 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=None, help="Only the first N folds.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="rmsprop learning rate.")
+    parser.add_argument("--validation", choices=("fraction", "speaker"), default="fraction",
+                        help="Checkpoint selection data, from the training speakers only: a "
+                        "stratified fraction of their utterances, or whole held-out speakers.")
     parser.add_argument("--validation-fraction", type=float, default=0.15)
+    parser.add_argument("--validation-speakers", type=int, default=2,
+                        help="Training speakers held out per fold with --validation speaker.")
     parser.add_argument("--num-frames", type=int, default=256,
                         help="Front-end frames (paper: 256); fewer crops the input.")
     parser.add_argument("--speaker-standardize", action="store_true",
@@ -99,13 +104,15 @@ def main(argv=None) -> int:
                               pad_value=frontend.pad_value)
         print(augment.describe())
     folds = leave_one_speaker_out(
-        cached.utterances, validation="fraction",
+        cached.utterances, validation=args.validation,
+        num_validation_speakers=args.validation_speakers,
         validation_fraction=args.validation_fraction, seed=args.seed,
     )[: args.folds]
     state = RunState(
         args.out,
         {"model_preset": args.model_preset, "epochs": args.epochs, "patience": args.patience,
          "batch_size": args.batch_size, "seed": args.seed, "learning_rate": args.learning_rate,
+         "validation": args.validation, "validation_speakers": args.validation_speakers,
          "validation_fraction": args.validation_fraction, "num_utterances": len(labels),
          "num_frames": args.num_frames, "speaker_standardize": args.speaker_standardize,
          "spec_augment": args.spec_augment},
