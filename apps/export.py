@@ -9,7 +9,10 @@
 The model is written to `<export-dir>/<name>/<version>/` (the next version
 unless `--version` is given; an existing version is never overwritten), with
 the front-end in front of it: the `serving_default` signature takes a 16 kHz
-float32 waveform batch and its lengths. Then `<export-dir>/models.config`
+float32 waveform batch and its lengths, trims each utterance's leading and
+trailing non-speech as training's decoding does (`load_audio`; `--no-trim`
+leaves the waveform as sent, for a model trained on untrimmed audio), and
+computes the features. Then `<export-dir>/models.config`
 (TF Serving's ModelServerConfig) is rewritten to list every model folder in
 `<export-dir>`, so one server serves them all.
 
@@ -100,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("latest", "all"),
         default="latest",
         help="Version policy in models.config: serve the highest version only, or every one.",
+    )
+    from ser_keras.audio.io import AudioOptions
+
+    options = AudioOptions()
+    parser.add_argument(
+        "--no-trim",
+        action="store_true",
+        help="Do not trim silence in the served graph: serving_default then computes "
+        "features from the waveform exactly as sent. By default it first trims each "
+        f"utterance's leading and trailing non-speech (frames more than {options.trim_db:g} "
+        f"dB below the loudest; {1000 * options.trim_frame_length:g} ms frames, "
+        f"{1000 * options.trim_hop_length:g} ms hop), as the training audio was trimmed when "
+        "decoded; use --no-trim only for a model trained on untrimmed audio.",
     )
     parser.add_argument(
         "--no-verify",
@@ -293,6 +309,7 @@ def run(args) -> int:
         label_names=label_names,
         version=args.version,
         metadata=metadata,
+        trim_silence=not args.no_trim,
         verify=not args.no_verify,
     )
     document = load_metadata(path)
@@ -303,6 +320,16 @@ def run(args) -> int:
         + (f" with {frontend_info['overrides']}" if frontend_info["overrides"] else "")
         + f", {document['sample_rate']} Hz"
     )
+    trimming = document["trim_silence"]
+    if trimming["enabled"]:
+        config = trimming["config"]
+        print(
+            f"  silence trimming: leading and trailing frames more than {config['top_db']:g} dB "
+            f"below the loudest ({trimming['frame_samples']}-sample frames, "
+            f"{trimming['hop_samples']}-sample hop), as training's decoding"
+        )
+    else:
+        print("  silence trimming: off (--no-trim): the waveform is used as sent")
     for signature, spec in document["signatures"].items():
         inputs = ", ".join(f"{k} {v}" for k, v in spec["inputs"].items())
         print(f"  signature {signature}: {inputs} -> {', '.join(spec['outputs'])}")

@@ -26,6 +26,8 @@ import os
 
 import numpy as np
 
+from ser_keras.utils.validation import positive_number
+
 # Extensions of the formats libsndfile reads, mapped to soundfile's format
 # name; an extension counts as audio only where this soundfile build has the
 # format (MP3 needs libsndfile >= 1.1). The format itself is sniffed from the
@@ -182,9 +184,7 @@ class AudioOptions:
         if rate is not None:
             object.__setattr__(self, "sample_rate", int(rate))
         for name in ("trim_db", "trim_frame_length", "trim_hop_length"):
-            value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, received {value!r}")
+            positive_number(name, getattr(self, name))
         if self.trim_hop_length > self.trim_frame_length:
             raise ValueError(
                 f"trim_hop_length ({self.trim_hop_length!r}) must not exceed "

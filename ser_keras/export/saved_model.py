@@ -19,7 +19,11 @@ Signatures:
   longest) and `lengths` int32 `[batch]` (true sample counts) ->
   `emotion_probabilities` float32 `[batch, num_emotions]`, `emotion_label`
   string `[batch]`, and for every other head `<task>_probabilities` (plus
-  `<task>_label` when label names were given for it).
+  `<task>_label` when label names were given for it). By default the graph
+  first trims each utterance's leading and trailing non-speech
+  (`ser_keras.features.trimming.TrimSilence`: the criterion and defaults of
+  `ser_keras.audio.io.load_audio`, which trims every training waveform), so
+  a client sends raw audio; `trim_silence=False` leaves the waveform as sent.
 - `features`: `features` float32 `[batch, frames, mels]` (the front-end's
   output) -> the same outputs.
 
@@ -28,10 +32,11 @@ row, lengths >= 0, finite samples) and fail with an `InvalidArgumentError`
 naming the input; dtypes are checked by the signature itself.
 
 The label names, the front-end (its preset, the arguments that differ from
-the preset, and its whole configuration: `describe_frontend`) and the
-metadata are stored in `assets.extra/ser_keras.json` and in the SavedModel
-itself: `loaded.ser_keras_metadata` (a string variable holding the same JSON)
-and `loaded.<task>_label_names` (a string vector variable) after
+the preset, and its whole configuration: `describe_frontend`), the silence
+trimming (`"trim_silence"`: `describe_trimming`) and the metadata are stored
+in `assets.extra/ser_keras.json` and in the SavedModel itself:
+`loaded.ser_keras_metadata` (a string variable holding the same JSON) and
+`loaded.<task>_label_names` (a string vector variable) after
 `tf.saved_model.load` -- no ser_keras import is needed to serve or inspect.
 
 Serving with the real server (not installable here): see
@@ -123,9 +128,10 @@ def _json_or_none(value):
 class _ExportedFunctions:
     """The signature functions: front-end + model -> dict of named outputs."""
 
-    def __init__(self, model, frontend, tasks, label_names, feature_shape):
+    def __init__(self, model, frontend, tasks, label_names, feature_shape, trimmer=None):
         self.model = model
         self.frontend = frontend
+        self.trimmer = trimmer
         self.tasks = tasks
         self.label_names = label_names
         self.feature_shape = feature_shape
@@ -143,6 +149,8 @@ class _ExportedFunctions:
 
     def serve(self, waveform, lengths):
         waveform, lengths = _checked_waveform_inputs(waveform, lengths)
+        if self.trimmer is not None:
+            waveform, lengths = self.trimmer((waveform, lengths))
         return self.outputs(self.frontend((waveform, lengths)))
 
     def features(self, features):
@@ -179,14 +187,14 @@ def _checked_waveform_inputs(waveform, lengths):
         return tf.identity(waveform), tf.identity(lengths)
 
 
-def _write_saved_model(path, model, frontend, tasks, names, frames, mels, document_json):
+def _write_saved_model(path, model, frontend, trimmer, tasks, names, frames, mels, document_json):
     """Writes the SavedModel: signatures as concrete functions, variables tracked by a tf.Module.
 
     Only the variables are attached to the saved object (not the Keras
     objects, and no `tf.function` attributes): TensorFlow then traces each
     signature once instead of re-tracing the whole model while saving.
     """
-    functions = _ExportedFunctions(model, frontend, tasks, names, [None, frames, mels])
+    functions = _ExportedFunctions(model, frontend, tasks, names, [None, frames, mels], trimmer)
     serve = tf.function(
         functions.serve,
         input_signature=[
@@ -231,10 +239,15 @@ def export_saved_model(
     label_names,
     version=None,
     metadata=None,
+    trim_silence=True,
     verify=True,
     tolerance=1e-4,
 ):
     """Exports `frontend` + `model` as `base_dir/name/<version>/` for TF Serving.
+
+    `serving_default` runs: input checks -> silence trimming (unless
+    `trim_silence=False`) -> `frontend` -> `model`; `features` runs `model`
+    alone.
 
     Args:
         model: A built Keras model taking features `[batch, frames, mels]` and
@@ -253,9 +266,23 @@ def export_saved_model(
             never overwritten.
         metadata: Optional JSON-serialisable dict stored with the export
             (training run, data, scores, ...).
+        trim_silence: How `serving_default` trims each utterance's leading
+            and trailing non-speech before the front-end, to match how the
+            training audio was decoded: `True` (default) trims as
+            `load_audio` does with `AudioOptions()`' defaults (what every
+            training app uses); `False` or `None` does not trim (for a model
+            trained on untrimmed audio, `AudioOptions(trim=False)`); an
+            `ser_keras.audio.io.AudioOptions` trims as those options do
+            (none when `trim=False`; `remove_pauses=True` is refused: pauses
+            inside utterances are not removed in the graph); a
+            `ser_keras.features.trimming.TrimSilence` layer is used as is.
+            Its sample rate must be the front-end's.
         verify: Reload the written SavedModel (before it is moved into place)
             and check that both signatures reproduce the Keras model's
-            probabilities on a random batch.
+            probabilities on a random batch (whose first row has silence
+            around noise; with trimming, the expected probabilities are
+            those of the rows trimmed in numpy by `ser_keras.audio.io.
+            trim_silence`).
         tolerance: Absolute tolerance of that check.
 
     Returns:
@@ -264,7 +291,8 @@ def export_saved_model(
     Raises:
         ValueError: Bad arguments (unknown task in `label_names`, wrong number
             of names, existing version, metadata not JSON, shapes of the
-            front-end and the model that do not match).
+            front-end and the model that do not match, a `trim_silence` of
+            another type or sample rate).
         RuntimeError: Verification failed (nothing is left behind).
     """
     if not isinstance(name, str) or not name or name.startswith(".") or os.sep in name:
@@ -285,6 +313,7 @@ def export_saved_model(
 
     frames, mels = _model_feature_shape(model, frontend)
     sample_rate = int(getattr(frontend, "sample_rate", 16000))
+    trimmer = _silence_trimmer(trim_silence, sample_rate)
 
     # The output structure (symbolic, no computation) fixes the tasks and their sizes.
     predictions = _as_task_dict(
@@ -337,6 +366,7 @@ def export_saved_model(
             for task in tasks
         },
         "frontend": describe_frontend(frontend),
+        "trim_silence": describe_trimming(trimmer),
         "sample_rate": sample_rate,
         "num_frames": frames,
         "num_mels": mels,
@@ -365,13 +395,13 @@ def export_saved_model(
     temporary_dir = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
     try:
         _write_saved_model(
-            temporary_dir, model, frontend, tasks, names, frames, mels, document_json
+            temporary_dir, model, frontend, trimmer, tasks, names, frames, mels, document_json
         )
         extra = temporary_dir / "assets.extra"
         extra.mkdir(exist_ok=True)
         (extra / METADATA_FILENAME).write_text(document_json + "\n")
         if verify:
-            _verify(temporary_dir, model, frontend, tasks, names, frames, mels, tolerance)
+            _verify(temporary_dir, model, frontend, trimmer, tasks, names, frames, mels, tolerance)
         if final_dir.exists():
             raise ValueError(f"Version {version} of {name!r} appeared during the export.")
         os.rename(temporary_dir, final_dir)
@@ -383,6 +413,78 @@ def export_saved_model(
 
 # Layer arguments that do not change what a front-end computes.
 _LAYER_BASE_KEYS = ("name", "trainable", "dtype")
+
+
+def _silence_trimmer(trim_silence, sample_rate):
+    """The `TrimSilence` layer `export_saved_model`'s `trim_silence` asks for, or None."""
+    from ser_keras.audio.io import AudioOptions
+    from ser_keras.features.trimming import TrimSilence
+
+    if trim_silence is None or trim_silence is False:
+        return None
+    if trim_silence is True:
+        return TrimSilence(sample_rate=sample_rate, name="trim_silence")
+    if isinstance(trim_silence, AudioOptions):
+        if not (trim_silence.trim or trim_silence.remove_pauses):
+            return None
+        try:
+            return TrimSilence.from_audio_options(
+                trim_silence, sample_rate=sample_rate, name="trim_silence"
+            )
+        except ValueError as error:
+            raise ValueError(f"`trim_silence`: {error}") from error
+    if isinstance(trim_silence, TrimSilence):
+        if trim_silence.sample_rate != sample_rate:
+            raise ValueError(
+                f"`trim_silence` works at {trim_silence.sample_rate} Hz but the front-end "
+                f"takes {sample_rate} Hz waveforms."
+            )
+        return trim_silence
+    raise ValueError(
+        "`trim_silence` must be True, False, None, an AudioOptions or a TrimSilence layer; "
+        f"received {trim_silence!r}."
+    )
+
+
+def describe_trimming(trimmer):
+    """The `"trim_silence"` entry of an export's metadata.
+
+    Args:
+        trimmer: The `TrimSilence` layer in front of the front-end, or None.
+
+    Returns:
+        A JSON-serialisable dict: `enabled` (bool) and `description` (in
+        words); with trimming also `class` (module-qualified), `config` (the
+        layer's arguments: `sample_rate`, `top_db`, `frame_length` and
+        `hop_length` in seconds, `silence_floor_db`), `frame_samples` and
+        `hop_samples` (the frame sizes in samples).
+    """
+    if trimmer is None:
+        return {
+            "enabled": False,
+            "description": "serving_default computes features from the waveform as sent "
+            "(no silence trimming).",
+        }
+    config = {
+        key: value for key, value in trimmer.get_config().items() if key not in _LAYER_BASE_KEYS
+    }
+    return {
+        "enabled": True,
+        "class": f"{type(trimmer).__module__}.{type(trimmer).__qualname__}",
+        "config": config,
+        "frame_samples": trimmer.frame_samples,
+        "hop_samples": trimmer.hop_samples,
+        "description": "serving_default trims each utterance's leading and trailing "
+        f"non-speech before the front-end, as ser_keras.audio.io.trim_silence does: frames "
+        f"of {trimmer.frame_samples} samples every {trimmer.hop_samples} samples more than "
+        f"{config['top_db']:g} dB below the utterance's loudest frame"
+        + (
+            ""
+            if config["silence_floor_db"] is None
+            else f"; an utterance peaking below {config['silence_floor_db']:g} dBFS becomes empty"
+        )
+        + ".",
+    }
 
 
 def describe_frontend(frontend):
@@ -483,17 +585,45 @@ def _package_version():
     return getattr(ser_keras, "__version__", None)
 
 
-def _verify(export_dir, model, frontend, tasks, names, frames, mels, tolerance):
-    """Reloads the export and compares both signatures with the Keras model."""
+_TRIM_ARGUMENTS = ("sample_rate", "top_db", "frame_length", "hop_length", "silence_floor_db")
+
+
+def _verification_waveform(sample_rate, rng):
+    """Two rows: silence, noise, faint noise (1.5 s); and 0.5 s of noise (the padded row)."""
+    waveform = (0.1 * rng.standard_normal((2, int(1.5 * sample_rate)))).astype("float32")
+    quarter = sample_rate // 4
+    waveform[0, :quarter] = 0.0
+    waveform[0, -quarter:] *= 1e-3
+    lengths = np.array([waveform.shape[1], sample_rate // 2], dtype="int32")
+    return waveform, lengths
+
+
+def _verify(export_dir, model, frontend, trimmer, tasks, names, frames, mels, tolerance):
+    """Reloads the export and compares both signatures with the Keras model.
+
+    With trimming, the `serving_default` reference is the front-end and the
+    model on the rows trimmed by the numpy `trim_silence` (so the in-graph
+    trimming is checked against the training one).
+    """
     loaded = tf.saved_model.load(str(export_dir))
     missing = {SERVING_SIGNATURE, FEATURES_SIGNATURE} - set(loaded.signatures)
     if missing:
         raise RuntimeError(f"The export lacks the signatures {sorted(missing)}.")
     rng = np.random.default_rng(1)
     sample_rate = int(getattr(frontend, "sample_rate", 16000))
-    waveform = (0.1 * rng.standard_normal((2, int(1.5 * sample_rate)))).astype("float32")
-    lengths = np.array([waveform.shape[1], sample_rate // 2], dtype="int32")
-    features = keras.ops.convert_to_numpy(frontend((waveform, lengths)))
+    waveform, lengths = _verification_waveform(sample_rate, rng)
+    if trimmer is None:
+        features = keras.ops.convert_to_numpy(frontend((waveform, lengths)))
+    else:
+        from ser_keras.features.trimming import trim_silence_batch
+
+        config = trimmer.get_config()
+        trimmed, trimmed_lengths, _ = trim_silence_batch(
+            waveform,
+            lengths,
+            **{key: config[key] for key in _TRIM_ARGUMENTS},
+        )
+        features = keras.ops.convert_to_numpy(frontend((trimmed, trimmed_lengths)))
     num_frames = frames or features.shape[1]
     random_features = rng.standard_normal((2, num_frames, mels)).astype("float32")
 

@@ -5,7 +5,29 @@ Each raises `ValueError` naming the argument and the value received.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def positive_number(name, value):
+    """Checks that `value` is a finite number > 0 (a Python or NumPy number, not a bool).
+
+    Args:
+        name: Argument name, for the error message.
+        value: The value to check.
+
+    Returns:
+        `value` as a Python `float`.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return float(value)
 
 
 def positive_int(name, value, *, allow_none=False):

@@ -85,8 +85,11 @@ def test_help_names_every_option(capsys):
         "--labels",
         "--serving-root",
         "--config-only",
+        "--no-trim",
     ]:
         assert option in text
+    # --no-trim says what it does (argparse wraps the help text).
+    assert "Do not trim silence in the served graph" in " ".join(text.split())
 
 
 def test_export_from_a_sidecar_writes_the_version_and_models_config(exported):
@@ -101,6 +104,10 @@ def test_export_from_a_sidecar_writes_the_version_and_models_config(exported):
     assert document["frontend"]["overrides"] == {"num_frames": NUM_FRAMES, "num_mels": NUM_MELS}
     assert document["metadata"]["app"] == "test" and document["metadata"]["fold"] == "DC"
     assert document["metadata"]["exported_from"] == str((fold_dir / "best.keras").resolve())
+    # Silence trimming in the served graph by default, as training decodes audio.
+    assert document["trim_silence"]["enabled"] is True
+    assert document["trim_silence"]["config"]["top_db"] == 40.0
+    assert "silence trimming: leading and trailing frames more than 40 dB" in printed
 
     config = (base / "models.config").read_text()
     assert 'name: "ser_small"\n    base_path: "/models/ser_small"' in config
@@ -245,10 +252,13 @@ def test_options_stand_in_for_a_missing_sidecar_and_versions_count(exported, tmp
         "--serve-versions",
         "all",
         "--no-verify",
+        "--no-trim",
     )
     assert code == 0, err
     assert sorted(p.name for p in (base / "ser_small").iterdir()) == ["1", "4"]
     document = load_metadata(base / "ser_small" / "4")
+    assert document["trim_silence"]["enabled"] is False
+    assert "silence trimming: off (--no-trim)" in out
     assert document["tasks"]["emotion"]["label_names"] == EMOTIONS
     assert document["tasks"]["speaker"]["label_names"] is None  # probabilities only
     assert document["signatures"]["serving_default"]["outputs"] == [

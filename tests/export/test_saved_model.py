@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ser_keras.audio.io import AudioOptions
 from ser_keras.export import saved_model as saved_model_lib
 from ser_keras.export.saved_model import export_saved_model, load_metadata, next_version
 from ser_keras.features.logmel import LogMel
+from ser_keras.features.trimming import TrimSilence, trim_silence_batch
 from ser_keras.training.multitask import MultiTaskModel
+from tests.helpers import speech_like
 
 NUM_FRAMES, NUM_MELS = 16, 8
 EMOTIONS = ["anger", "happiness", "neutral"]
@@ -90,6 +93,19 @@ def test_metadata_is_stored_as_json_and_in_the_saved_model(exported):
     assert document["metadata"] == {"run": "test", "ua": 0.5}
     assert document["frontend"]["config"]["frame_step"] == 400
     assert document["sample_rate"] == 16000 and document["version"] == 1
+    # Trimming by default, as training's decoding (AudioOptions' defaults).
+    options = AudioOptions()
+    trimming = document["trim_silence"]
+    assert trimming["enabled"] is True
+    assert trimming["class"] == "ser_keras.features.trimming.TrimSilence"
+    assert trimming["config"] == {
+        "sample_rate": 16000,
+        "top_db": options.trim_db,
+        "frame_length": options.trim_frame_length,
+        "hop_length": options.trim_hop_length,
+        "silence_floor_db": options.silence_floor_db,
+    }
+    assert (trimming["frame_samples"], trimming["hop_samples"]) == (1024, 256)
     assert document["signatures"]["serving_default"]["outputs"][:2] == [
         "emotion_probabilities",
         "emotion_label",
@@ -208,4 +224,142 @@ def test_bad_arguments_are_refused_before_writing(tmp_path):
         export(name="../m")
     with pytest.raises(ValueError, match="Keras layer"):
         export(frontend=lambda x: x)
+    assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
+
+
+# --- silence trimming in serving_default ------------------------------------
+
+
+def _latif_frontend():
+    return LogMel.from_preset("latif", num_frames=NUM_FRAMES, num_mels=NUM_MELS)
+
+
+@pytest.fixture(scope="module")
+def trimming_exports(tmp_path_factory):
+    """The same model behind the same front-end, exported with and without trimming.
+
+    Both verified (the verification batch has silence at the ends of a row).
+    The "latif" front-end (per-utterance standardisation) is used: fu2021's
+    min-max over the valid frames moves with any frame of near-silence, even
+    the <= 48 ms that trimming leaves, so it would measure the front-end's
+    sensitivity rather than the trimming.
+    """
+    base_dir = tmp_path_factory.mktemp("trimming")
+    model = _model()
+    paths = {
+        trim: export_saved_model(
+            model,
+            base_dir,
+            f"trim_{trim}",
+            frontend=_latif_frontend(),
+            label_names={"emotion": EMOTIONS, "speaker": ["a", "b"]},
+            trim_silence=trim,
+        )
+        for trim in (True, False)
+    }
+    return model, paths
+
+
+def _bare_and_padded():
+    """1 s of speech-like signal, loud at both ends (trimming keeps all of it), and it
+    padded with 0.5 s of digital silence at both ends."""
+    bare = speech_like(1.2, seed=5)[2400 : 2400 + 16000]
+    silence = np.zeros(8000, dtype=np.float32)
+    return bare, np.concatenate([silence, bare, silence])
+
+
+def _serve(path, waveforms):
+    batch = np.zeros((len(waveforms), max(len(w) for w in waveforms)), dtype=np.float32)
+    for row, waveform in enumerate(waveforms):
+        batch[row, : len(waveform)] = waveform
+    lengths = np.array([len(w) for w in waveforms], dtype=np.int32)
+    served = tf.saved_model.load(str(path)).signatures["serving_default"](
+        waveform=tf.constant(batch), lengths=tf.constant(lengths)
+    )
+    return served["emotion_probabilities"].numpy(), batch, lengths
+
+
+# Trimming leaves up to frame / 2 + hop = 768 samples (48 ms) of the padding
+# at each end (320 before and 576 after here), so the features are not the
+# bare waveform's: measured 0.017 apart at most, against 0.30 without trimming.
+PADDED_TOLERANCE = 0.05
+
+
+def test_trimming_export_serves_padded_audio_as_the_bare_audio(trimming_exports):
+    model, paths = trimming_exports
+    bare, padded = _bare_and_padded()
+    assert trim_silence_batch(bare[None])[2].tolist() == [[0, len(bare)]]
+
+    probabilities, batch, lengths = _serve(paths[True], [bare, padded])
+    np.testing.assert_allclose(probabilities[1], probabilities[0], rtol=0, atol=PADDED_TOLERANCE)
+    # Exactly the Keras model on the rows trimmed in numpy, as training decodes them.
+    trimmed, trimmed_lengths, bounds = trim_silence_batch(batch, lengths)
+    assert bounds.tolist() == [[0, 16000], [7680, 24576]]
+    expected = model(_latif_frontend()((trimmed, trimmed_lengths)))["emotion"]
+    np.testing.assert_allclose(probabilities, np.asarray(expected), rtol=0, atol=1e-5)
+
+    untrimmed, _, _ = _serve(paths[False], [bare, padded])
+    np.testing.assert_allclose(untrimmed[0], probabilities[0], rtol=0, atol=1e-5)
+    assert np.max(np.abs(untrimmed[1] - untrimmed[0])) > 3 * PADDED_TOLERANCE
+
+
+def test_the_metadata_records_whether_the_export_trims(trimming_exports):
+    _, paths = trimming_exports
+    for trim, path in paths.items():
+        document = load_metadata(path)
+        assert document["trim_silence"]["enabled"] is trim
+        assert ("config" in document["trim_silence"]) is trim
+        loaded = tf.saved_model.load(str(path))
+        in_graph = json.loads(loaded.ser_keras_metadata.numpy().decode())
+        assert in_graph["trim_silence"] == document["trim_silence"]
+
+
+def test_verification_checks_the_in_graph_trimming(tmp_path):
+    class NotTrimming(TrimSilence):
+        def call(self, inputs):
+            waveform, lengths = inputs
+            return waveform, lengths
+
+    with pytest.raises(RuntimeError, match="verification failed.*serving_default"):
+        export_saved_model(
+            _model(),
+            tmp_path,
+            "m",
+            frontend=_frontend(),
+            label_names={"emotion": EMOTIONS},
+            trim_silence=NotTrimming(),
+        )
+    assert os.listdir(tmp_path / "m") == []
+
+
+def test_trim_silence_argument_forms():
+    trimmer = saved_model_lib._silence_trimmer
+    assert trimmer(False, 16000) is None and trimmer(None, 16000) is None
+    assert trimmer(AudioOptions(trim=False), 16000) is None
+    custom = trimmer(AudioOptions(trim_db=30.0, sample_rate=None), 8000)
+    assert (custom.top_db, custom.sample_rate) == (30.0, 8000)
+    layer = TrimSilence(top_db=50.0)
+    assert trimmer(layer, 16000) is layer
+    assert trimmer(True, 16000).get_config()["top_db"] == AudioOptions().trim_db
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (AudioOptions(remove_pauses=True), "remove_pauses=True"),
+        (AudioOptions(sample_rate=22050), "differs"),
+        (TrimSilence(sample_rate=8000), "8000 Hz"),
+        ("yes", "must be True, False"),
+    ],
+)
+def test_bad_trim_silence_is_refused_before_writing(tmp_path, value, message):
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(
+            _model(),
+            tmp_path,
+            "m",
+            frontend=_frontend(),
+            label_names={"emotion": EMOTIONS},
+            trim_silence=value,
+        )
     assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []

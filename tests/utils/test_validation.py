@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ser_keras.utils.validation import positive_int, positive_ints
+from ser_keras.utils.validation import positive_int, positive_ints, positive_number
 
 
 def test_positive_int_accepts_python_and_numpy_ints():
@@ -30,3 +30,15 @@ def test_positive_ints():
         positive_ints("conv_filters", 8)
     with pytest.raises(ValueError, match="conv_filters=0"):
         positive_ints("conv_filters", (8, 0))
+
+
+def test_positive_number_accepts_ints_and_floats():
+    assert positive_number("top_db", 40) == 40.0
+    value = positive_number("hop_length", np.float32(0.016))
+    assert type(value) is float and value == pytest.approx(0.016)
+
+
+@pytest.mark.parametrize("value", [0, -1.5, float("nan"), float("inf"), True, "40", None])
+def test_positive_number_names_the_value(value):
+    with pytest.raises(ValueError, match=r"`top_db` must be a positive number\. Received: top_db="):
+        positive_number("top_db", value)
