@@ -106,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="Fraction of the training speakers' utterances (stratified by emotion) held out "
         "for checkpoint selection. The test speaker is never used.",
     )
+    parser.add_argument(
+        "--num-frames",
+        type=int,
+        default=256,
+        help="Frames of the fu2021 log-mel input (the paper: 256 = 10.2 s). Fewer crops the "
+        "input (and the exported model's): lossless when no utterance is longer, e.g. 176 "
+        "for RAVDESS + EMO-DB after trimming (at most 170 frames), and cheaper to train.",
+    )
+    parser.add_argument(
+        "--spec-augment",
+        action="store_true",
+        help="SpecAugment frequency and time masking of the training batches (not in the "
+        "paper; ser_keras.data.augmentation). Training only: evaluation and the exported "
+        "model are unchanged.",
+    )
     cli.add_common_arguments(
         parser,
         default_out="runs/train_savee_crosslang",
@@ -160,6 +175,7 @@ def run(args) -> int:
     strategy = cli.strategy_from_args(args)
 
     from ser_keras.corpora.labels import get_label_map
+    from ser_keras.data.augmentation import SpecAugment
     from ser_keras.data.cache import WaveformCache
     from ser_keras.data.pipeline import compute_features
     from ser_keras.data.splits import leave_one_speaker_out
@@ -173,7 +189,11 @@ def run(args) -> int:
     settings = cli.parse_name_list(args.settings, tuple(SETTINGS), "--settings")
     preset = dict(PRESETS[args.preset])
     cli.check_at_least(
-        [("--synthetic-per-emotion", args.synthetic_per_emotion, 2), ("--folds", args.folds, 1)]
+        [
+            ("--synthetic-per-emotion", args.synthetic_per_emotion, 2),
+            ("--folds", args.folds, 1),
+            ("--num-frames", args.num_frames, 8),
+        ]
     )
     if args.synthetic_per_emotion is not None:
         preset["synthetic_per_emotion"] = args.synthetic_per_emotion
@@ -202,7 +222,12 @@ def run(args) -> int:
     common_map = get_label_map("common6")
     class_names = list(emotion_map.classes)
     waveform_cache = WaveformCache(cache_dir / "waveforms")
-    frontend = LogMel.from_preset("fu2021")
+    frontend = LogMel.from_preset("fu2021", num_frames=args.num_frames)
+    augment = None
+    if args.spec_augment:
+        # Masked bins get 0.5, the middle of the front-end's [0, 1] min-max range.
+        augment = SpecAugment(mask_value=0.5, pad_value=frontend.pad_value)
+        print(f"Augmentation: {augment.describe()}")
 
     def load(spec, name):
         listing = spec.load()
@@ -250,6 +275,16 @@ def run(args) -> int:
         flush=True,
     )
     features = compute_features(frontend, primary_waveforms + list(extra_waveforms))
+    cropped = sum(
+        frontend.num_frames_for_samples(len(w)) > args.num_frames
+        for w in primary_waveforms + list(extra_waveforms)
+    )
+    print(
+        f"  input: {args.num_frames} frames of 128 mels"
+        + ("" if args.num_frames == 256 else " (the paper: 256)")
+        + f"; {cropped} utterance(s) longer than that are cut",
+        flush=True,
+    )
     num_primary = len(primary_utterances)
     all_utterances = primary_utterances + extra_utterances
     all_labels = np.concatenate([primary_labels, extra_labels]).astype(np.int32)
@@ -278,6 +313,8 @@ def run(args) -> int:
             "batch_size": batch_size,
             "seed": args.seed,
             "validation_fraction": args.validation_fraction,
+            "num_frames": args.num_frames,
+            "spec_augment": args.spec_augment,
             "num_primary": num_primary,
             "num_extra": len(extra_utterances),
         },
@@ -357,6 +394,7 @@ def run(args) -> int:
                 patience=preset["patience"],
                 verbose=0 if args.quiet else 2,
                 strategy=strategy,
+                augment=augment,
             )
             if not done:
                 write_export_sidecar(

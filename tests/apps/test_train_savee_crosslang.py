@@ -3,6 +3,7 @@ import json
 import pytest
 
 from apps import train_savee_crosslang as app
+from ser_keras.export.saved_model import load_metadata
 
 
 def _tiny(out, cache_dir, *extra):
@@ -18,7 +19,7 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("savee_crosslang")
     arguments = _tiny(
         root / "run", root / "cache", "--settings", "stl,mtl_xl",
-        "--export-dir", str(root / "exported"),
+        "--export-dir", str(root / "exported"), "--num-frames", "96", "--spec-augment",
     )
     assert app.main(arguments) == 0
     return root, arguments
@@ -30,7 +31,8 @@ def test_help_names_every_option(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ["--savee", "--emodb", "--settings", "--preset", "--epochs", "--folds",
-                   "--seed", "--out", "--export-dir", "--resume", "--strategy"]:
+                   "--seed", "--out", "--export-dir", "--resume", "--strategy", "--num-frames",
+                   "--spec-augment"]:
         assert option in text
 
 
@@ -58,6 +60,11 @@ def test_run_writes_table2_results_plots_and_export(finished_run):
     assert (root / "exported" / "attention_cnn_blstm" / "1" / "saved_model.pb").exists()
     assert 'name: "attention_cnn_blstm"' in (root / "exported" / "models.config").read_text()
     assert results["export"].endswith("attention_cnn_blstm/1")
+    # The cropped input and the augmentation are recorded; the export takes 96 frames.
+    assert results["configuration"]["num_frames"] == 96
+    assert results["configuration"]["spec_augment"] is True
+    metadata = load_metadata(root / "exported" / "attention_cnn_blstm" / "1")
+    assert metadata["frontend"]["config"]["num_frames"] == 96
 
 
 def test_resume_reuses_finished_folds(finished_run, capsys):
@@ -83,6 +90,7 @@ def test_existing_run_without_resume_is_refused(finished_run, capsys):
         (["--settings", "stl,bogus"], "bogus"),
         (["--savee", "/tmp", "--settings", "xl"], "--emodb"),
         (["--folds", "0"], "--folds"),
+        (["--num-frames", "0"], "--num-frames"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):
