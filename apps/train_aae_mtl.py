@@ -9,7 +9,8 @@ phases:
   reconstruction and regularisation phases ("Proposed (Single Task)");
 * `mtl`: the AAE, multi-task (emotion + speaker + gender), the paper's model;
 * `ae`: the semi-supervised autoencoder without discriminator, multi-task;
-* `cnn`: the supervised CNN (encoder + emotion classifier, labelled data only);
+* `cnn`: the supervised CNN (encoder + emotion classifier, labelled data only;
+  see "Training budget of the CNN" below);
 * `gender`, `speaker`: the AAE with one auxiliary task (Table 5's rows).
 
 Segments of the log-mel spectrogram are trained on; utterances are scored by
@@ -19,6 +20,21 @@ speaker task is evaluated as verification: d-vectors of the speaker head's
 last hidden layer, enrolment with `--enrolment` utterances per speaker, EER
 over the test fold's utterances plus held-out speakers of the additional
 corpora (never trained on), as the paper does with LibriSpeech's test set.
+
+Training budget of the CNN: the settings with additional speech train on the
+fold's labelled plus additional segments, the CNN on the labelled ones only.
+With one pass over its data per epoch the CNN would make far fewer optimizer
+updates per epoch (on EMO-DB with the additional corpora at batch 32: 26
+against 117), and the shared schedule (`--epochs`, the halving patience,
+counted in epochs) would stop it after a fraction of the others' updates. By
+default (`--cnn-epoch matched`) an epoch of the CNN therefore cycles the
+fold's labelled training segments up to the number of training segments of
+the settings with additional speech in the same fold (whole copies, then a
+random subset, fixed per fold, for the rest; reshuffled every epoch), so that
+every setting makes the same number of updates per epoch and in all.
+`--cnn-epoch labelled` keeps one pass over the labelled segments per epoch.
+Each fold's `updates_per_epoch` and `train_segments_per_epoch` are printed and
+written to results.json; the rule is `configuration.cnn_epoch`.
 
 With no arguments it generates (once, cached) a synthetic EMO-DB-shaped
 corpus and synthetic unlabelled English speech with eSpeak NG, and runs the
@@ -246,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="Generator loss of the regularisation phase: minimax minimises log(1 - D(E(x))) "
         "as the paper's Eq. 5; non_saturating minimises -log D(E(x)).",
     )
+    parser.add_argument(
+        "--cnn-epoch",
+        choices=("matched", "labelled"),
+        default="matched",
+        help="Training budget of the cnn setting, which trains on the labelled segments only: "
+        "matched cycles them (whole copies, then a random subset fixed per fold) up to the "
+        "number of training segments (labelled + additional) of the settings with additional "
+        "speech in the same fold, so each epoch has as many optimizer updates as theirs and "
+        "--epochs and the halving patience mean the same number of updates for every "
+        "setting; labelled makes one pass over the labelled segments per epoch (fewer "
+        "updates). Without --additional both are the same.",
+    )
     parser.add_argument("--epochs", type=int, help="Override the preset's maximum epochs.")
     parser.add_argument(
         "--pretrain-epochs",
@@ -359,6 +387,25 @@ def _cap_per_speaker(utterances, waveforms, limit, seed):
         )
     )
     return [utterances[i] for i in keep], [waveforms[i] for i in keep]
+
+
+def _cycled_rows(rows, size, seed):
+    """`rows` cycled to `size` entries: whole copies, then a random subset of the rest.
+
+    The rows of a setting trained on the labelled segments only (cnn), so
+    that one epoch has as many samples, hence optimizer updates, as the
+    settings trained on labelled + additional segments (`--cnn-epoch
+    matched`). The subset is drawn without replacement by `seed`; a `size`
+    not above `len(rows)` returns `rows` unchanged.
+    """
+    import numpy as np
+
+    rows = np.asarray(rows)
+    if size <= len(rows) or len(rows) == 0:
+        return rows
+    copies, rest = divmod(int(size), len(rows))
+    extra = np.sort(np.random.default_rng(seed).choice(rows, rest, replace=False))
+    return np.concatenate([np.tile(rows, copies), extra])
 
 
 def _choose_verification_speakers(utterances, count, num_enrolment, seed):
@@ -632,6 +679,18 @@ def run(args) -> int:
         f"protocol {args.protocol})" + cli.reduced_note(args.preset != "paper"),
         flush=True,
     )
+    if "cnn" in settings:
+        print(
+            f"CNN budget (--cnn-epoch {args.cnn_epoch}): "
+            + (
+                "each epoch cycles the labelled training segments up to the training segments "
+                "of the settings with additional speech in the same fold (as many optimizer "
+                "updates per epoch)"
+                if args.cnn_epoch == "matched"
+                else "one pass over the labelled training segments per epoch"
+            ),
+            flush=True,
+        )
 
     # === Waveforms ===
     waveform_cache = WaveformCache(cache_dir / "waveforms")
@@ -746,6 +805,7 @@ def run(args) -> int:
             "architecture": architecture,
             "optimizer": preset["optimizer"],
             "generator_loss": args.generator_loss,
+            "cnn_epoch": args.cnn_epoch,
             "protocol": args.protocol,
             "epochs": epochs,
             "pretrain_epochs": pretrain_epochs,
@@ -793,10 +853,31 @@ def run(args) -> int:
                 "gender": len(GENDERS),
             }
 
-            def split(utterance_indices, tasks=tasks, task_labels=task_labels):
+            def split(
+                utterance_indices,
+                tasks=tasks,
+                task_labels=task_labels,
+                size=None,
+                seed=(args.seed, fold_number),
+            ):
                 rows = segment_rows(utterance_indices)
+                if size is not None:
+                    rows = _cycled_rows(rows, size, list(seed))
                 owners = segment_utterance[rows]
                 return Split(segments[rows], {task: task_labels[task][owners] for task in tasks})
+
+            # Training segments per epoch. A setting without the additional
+            # speech (cnn) is matched by default to those with it: as many
+            # segments per epoch, hence as many optimizer updates.
+            labelled_segments = len(segment_rows(fold.train))
+            epoch_size = len(segment_rows(train_index))
+            matched_size = None
+            if not uses_additional and args.cnn_epoch == "matched":
+                matched_size = len(
+                    segment_rows(np.concatenate([fold.train, additional_train_index]))
+                )
+                epoch_size = max(epoch_size, matched_size)
+            updates_per_epoch = -(-epoch_size // batch_size)
 
             test_rows = segment_rows(fold.test)
             test = Split(
@@ -861,13 +942,21 @@ def run(args) -> int:
                     if done
                     else f"training on {len(segment_rows(train_index))} segments of "
                     f"{len(train_index)} utterances"
+                    + (
+                        f", cycled to {epoch_size} segments per epoch "
+                        f"({epoch_size / labelled_segments:.2f} passes, as many as the "
+                        "settings with additional speech: --cnn-epoch matched)"
+                        if epoch_size > labelled_segments and not uses_additional
+                        else ""
+                    )
+                    + f", {updates_per_epoch} updates per epoch"
                     + (f" after {pretrain_epochs} pre-training epochs" if pretrain else "")
                 ),
                 flush=True,
             )
             result = fit_and_evaluate(
                 build_model,
-                split(train_index),
+                split(train_index, size=matched_size),
                 split(fold.validation),
                 test,
                 fold_dir=fold_dir,
@@ -916,6 +1005,9 @@ def run(args) -> int:
                 ),
                 "best_epoch": result["best_epoch"],
                 "epochs_run": result["epochs_run"],
+                "labelled_train_segments": int(labelled_segments),
+                "train_segments_per_epoch": int(epoch_size),
+                "updates_per_epoch": int(updates_per_epoch),
                 "num_test_utterances": int(len(fold.test)),
                 "num_test_segments": int(len(test_rows)),
                 "confusion": result["confusion"],

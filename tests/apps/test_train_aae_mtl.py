@@ -13,8 +13,18 @@ def cache_dir(tmp_path_factory):
 
 def _tiny(out, cache_dir, *extra):
     return [
-        "--preset", "tiny", "--epochs", "1", "--folds", "1", "--quiet",
-        "--out", str(out), "--cache-dir", str(cache_dir), *extra,
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--folds",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache_dir),
+        *extra,
     ]
 
 
@@ -23,9 +33,22 @@ def test_help_names_every_option(capsys):
         app.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ["--labelled", "--additional", "--protocol", "--settings", "--epochs",
-                   "--pretrain-epochs", "--folds", "--seed", "--out", "--export-dir",
-                   "--resume", "--enrolment"]:
+    for option in [
+        "--labelled",
+        "--additional",
+        "--protocol",
+        "--settings",
+        "--epochs",
+        "--pretrain-epochs",
+        "--folds",
+        "--seed",
+        "--out",
+        "--export-dir",
+        "--resume",
+        "--enrolment",
+        "--generator-loss",
+        "--cnn-epoch",
+    ]:
         assert option in text
 
 
@@ -78,7 +101,10 @@ def test_run_writes_tables_phase_plots_eer_and_serves_waveforms(tmp_path, cache_
         batch[row, : len(waveform)] = waveform
     served = serve(waveform=tf.constant(batch), lengths=tf.constant([16000, 7000]))
     assert set(served) == {
-        "emotion_probabilities", "emotion_label", "gender_probabilities", "gender_label"
+        "emotion_probabilities",
+        "emotion_label",
+        "gender_probabilities",
+        "gender_label",
     }
     probabilities = served["emotion_probabilities"].numpy()
     assert probabilities.shape == (2, len(results["class_names"]))
@@ -91,9 +117,16 @@ def test_run_writes_tables_phase_plots_eer_and_serves_waveforms(tmp_path, cache_
 
     frontend = LogMel.from_preset("latif", **app.PRESETS["tiny"]["frontend"])
     segments, ids = segment_features(compute_features(frontend, waveforms), 32)
-    model = keras.models.load_model(str(out / "mtl" / json.loads(
-        (version / "assets.extra" / "ser_keras.json").read_text())["metadata"]["fold"]
-        / "best.keras"))
+    model = keras.models.load_model(
+        str(
+            out
+            / "mtl"
+            / json.loads((version / "assets.extra" / "ser_keras.json").read_text())["metadata"][
+                "fold"
+            ]
+            / "best.keras"
+        )
+    )
     _, offline = model.predict_utterances(segments, ids)
     np.testing.assert_allclose(probabilities, offline["emotion"], rtol=0, atol=1e-5)
 
@@ -105,6 +138,60 @@ def test_run_writes_tables_phase_plots_eer_and_serves_waveforms(tmp_path, cache_
     again = json.loads((out / "results.json").read_text())
     assert again["settings"]["mtl"]["ua"] == results["settings"]["mtl"]["ua"]
     assert again["eer"] == results["eer"]
+
+
+def test_cnn_epoch_makes_as_many_updates_as_the_settings_with_additional_speech(
+    tmp_path, cache_dir, monkeypatch, capsys
+):
+    from ser_keras.training import callbacks
+
+    # The optimizer updates each model has made at the end of every epoch.
+    updates = {}
+
+    class CountingUpdates(callbacks.RestoreBestAndHalveLearningRate):
+        def on_epoch_end(self, epoch, logs=None):
+            updates.setdefault(self.model.name, []).append(int(self.model.optimizer.iterations))
+            super().on_epoch_end(epoch, logs)
+
+    monkeypatch.setattr(callbacks, "RestoreBestAndHalveLearningRate", CountingUpdates)
+    quick = ("--pretrain-epochs", "0", "--no-export")
+    out = tmp_path / "matched"
+    assert app.main(_tiny(out, cache_dir, "--settings", "mtl,cnn", *quick)) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["configuration"]["cnn_epoch"] == "matched"
+    mtl, cnn = (results["settings"][name]["folds"][0] for name in ("mtl", "cnn"))
+    # The CNN trains on the labelled segments only, the mtl setting on more...
+    assert mtl["labelled_train_segments"] == cnn["labelled_train_segments"]
+    assert cnn["labelled_train_segments"] < mtl["train_segments_per_epoch"]
+    # ... but an epoch of either makes the same number of optimizer updates.
+    assert cnn["train_segments_per_epoch"] == mtl["train_segments_per_epoch"]
+    assert updates["cnn"] == updates["mtl"] == [mtl["updates_per_epoch"]]
+    assert cnn["updates_per_epoch"] == mtl["updates_per_epoch"]
+    assert mtl["updates_per_epoch"] == -(-mtl["train_segments_per_epoch"] // 32)
+    assert "--cnn-epoch matched" in printed
+    assert f"{cnn['updates_per_epoch']} updates per epoch" in printed
+
+    # --cnn-epoch labelled: one pass over the labelled segments, fewer updates.
+    out = tmp_path / "one_pass"
+    arguments = _tiny(out, cache_dir, "--settings", "cnn", "--cnn-epoch", "labelled", *quick)
+    assert app.main(arguments) == 0
+    one_pass = json.loads((out / "results.json").read_text())
+    assert one_pass["configuration"]["cnn_epoch"] == "labelled"
+    fold = one_pass["settings"]["cnn"]["folds"][0]
+    assert fold["train_segments_per_epoch"] == cnn["labelled_train_segments"]
+    assert updates["cnn"][-1] == fold["updates_per_epoch"] < mtl["updates_per_epoch"]
+
+
+def test_cycled_rows_are_whole_copies_then_a_subset():
+    rows = np.array([10, 11, 12, 13])
+    cycled = app._cycled_rows(rows, 10, seed=0)
+    assert len(cycled) == 10
+    np.testing.assert_array_equal(cycled[:8], np.tile(rows, 2))
+    assert len(set(cycled[8:].tolist())) == 2 and set(cycled[8:].tolist()) <= set(rows.tolist())
+    np.testing.assert_array_equal(cycled, app._cycled_rows(rows, 10, seed=0))
+    np.testing.assert_array_equal(app._cycled_rows(rows, 4, seed=0), rows)
+    np.testing.assert_array_equal(app._cycled_rows(rows, 3, seed=0), rows)
 
 
 def test_kfold10_folds_hold_every_speaker():

@@ -107,6 +107,45 @@ def test_discriminator_and_generator_updates_are_separate():
     assert changed == {"encoder"}
 
 
+@pytest.mark.parametrize("generator_loss", ["minimax", "non_saturating"])
+def test_generator_loss_when_the_discriminator_wins(generator_loss):
+    # The discriminator is made to call every code fake with D(E(x)) ~ e^-60,
+    # far below Keras's probability clip (1e-7).
+    model = _model(generator_loss=generator_loss)
+    model.compile(optimizer=_sgd(0.0), generator_optimizer=_sgd(0.05))
+    model.set_training_stage(phases=["regularisation"])
+    last = model.discriminator.get_layer("softmax")
+    kernel, _ = last.get_weights()
+    last.set_weights([0.1 * kernel, np.array([30.0, -30.0], "float32")])
+    x, y = _batch()
+
+    # Values: a batch mean of a per-sample log-probability with weight 1 (the
+    # first term of Eq. 5), computed from the logits, not clipped probabilities.
+    code = model.encoder(x, training=False)
+    hidden = keras.Model(model.discriminator.input, model.discriminator.get_layer("dense_2").output)
+    logits = np.asarray(hidden(code, training=False)) @ (0.1 * kernel) + np.array([30.0, -30.0])
+    log_real = logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1])  # log D(E(x))
+    log_fake = logits[:, 0] - np.logaddexp(logits[:, 0], logits[:, 1])  # log(1 - D(E(x)))
+    expected = np.mean(log_fake) if generator_loss == "minimax" else -np.mean(log_real)
+    logged = float(model.test_step((x, y))["generator_loss"])
+    np.testing.assert_allclose(logged, expected, rtol=1e-4, atol=1e-6)
+    if generator_loss == "non_saturating":
+        assert logged > 50.0 > -math.log(keras.config.epsilon())
+
+    # Gradient: the minimax loss saturates (d log(1 - D) / d logit = -D ~ 0),
+    # the non-saturating one keeps the encoder learning (-(1 - D) ~ -1).
+    before = [np.array(v) for v in model.encoder.trainable_variables]
+    model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)  # compiled step
+    change = max(
+        float(np.max(np.abs(np.array(v) - b)))
+        for v, b in zip(model.encoder.trainable_variables, before, strict=True)
+    )
+    if generator_loss == "minimax":
+        assert change < 1e-12
+    else:
+        assert change > 1e-4
+
+
 def test_batch_without_emotion_labels_trains_only_auxiliary_heads():
     model = _model()
     model.compile(optimizer=_sgd())
