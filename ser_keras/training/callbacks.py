@@ -8,9 +8,14 @@ Reference:
 
 from __future__ import annotations
 
+import json
+import os
+
 import keras
 import numpy as np
 from keras import ops
+
+from ser_keras.utils.atomic import atomic_path, write_text_atomic
 
 
 def model_optimizers(model) -> list:
@@ -171,3 +176,31 @@ class RestoreBestAndHalveLearningRate(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_at_end and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that replaces its files atomically.
+
+    Keras' callback writes the weights and then `training_metadata.json` in
+    place, so a job killed during the second write leaves an empty JSON file
+    and the resumed `fit` stops on a `JSONDecodeError` (seen on a cross-corpus
+    run killed when its session ended). Here each file is written to a
+    temporary file in the backup folder and moved into place. The weights are
+    replaced before the metadata: a job killed between the two moves resumes
+    from the newer weights at the older epoch count, so it repeats one epoch
+    rather than skipping one. `ser_keras.training.runner.fit_and_evaluate`
+    also discards backups that cannot be read (written by the plain callback,
+    or damaged) before training.
+
+    Args:
+        backup_dir: Folder of the backup, as for `BackupAndRestore`.
+        **kwargs: Further `BackupAndRestore` arguments.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        # Keras takes the file format from the name: keep `.weights.h5` last.
+        with atomic_path(self._weights_path, suffix=".tmp.weights.h5") as temporary:
+            self.model.save_weights(str(temporary), overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        write_text_atomic(self._training_metadata_path, json.dumps(metadata))

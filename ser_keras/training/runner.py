@@ -23,6 +23,7 @@ import numpy as np
 
 from ser_keras.evaluation import metrics as metrics_lib
 from ser_keras.evaluation import reports
+from ser_keras.training.callbacks import AtomicBackupAndRestore
 from ser_keras.utils.atomic import atomic_path
 
 
@@ -166,8 +167,20 @@ def fit_and_evaluate(
 
     history_path = fold_dir / "history.csv"
     weights_path = fold_dir / "best.weights.h5"
+    damaged = _unreadable_fold_state(fold_dir)
+    if damaged:
+        # A partial fold that cannot be continued is trained again from its
+        # first epoch, rather than stopping the whole run.
+        print(
+            f"Warning: {fold_dir} holds an interrupted fold whose state cannot be read "
+            f"({damaged}); training this fold again from epoch 1.",
+            flush=True,
+        )
+        shutil.rmtree(fold_dir / "backup", ignore_errors=True)
+        for stale in (history_path, weights_path):
+            stale.unlink(missing_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(fold_dir / "backup"), delete_checkpoint=False),
+        AtomicBackupAndRestore(str(fold_dir / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(weights_path),
             monitor=monitor,
@@ -222,6 +235,34 @@ def fit_and_evaluate(
     reports.write_json_atomic(result_path, result)
     shutil.rmtree(fold_dir / "backup", ignore_errors=True)
     return result
+
+
+def _unreadable_fold_state(fold_dir: pathlib.Path) -> str | None:
+    """Why an interrupted fold's backup or best weights cannot be read; `None` when they can.
+
+    Keras' own `BackupAndRestore` wrote its files in place, so a run killed
+    mid-write (before `AtomicBackupAndRestore`) can leave an empty
+    `training_metadata.json` or a truncated weights file; `ModelCheckpoint`
+    still writes `best.weights.h5` in place.
+    """
+    import h5py
+
+    metadata = fold_dir / "backup" / "training_metadata.json"
+    if metadata.exists():
+        try:
+            epoch = json.loads(metadata.read_text())["epoch"]
+            if not isinstance(epoch, int) or epoch < 0:
+                raise ValueError(f"epoch={epoch!r}")
+        except (ValueError, KeyError, TypeError) as error:
+            return f"{metadata}: {type(error).__name__}: {error}"
+    for weights in (fold_dir / "backup" / "latest.weights.h5", fold_dir / "best.weights.h5"):
+        if weights.exists():
+            try:
+                with h5py.File(weights, "r"):
+                    pass
+            except OSError as error:
+                return f"{weights}: {error}"
+    return None
 
 
 def _save_model_atomic(model: keras.Model, path: pathlib.Path) -> None:

@@ -108,3 +108,66 @@ def test_run_state_refuses_to_mix_configurations(tmp_path):
     RunState(tmp_path, {"epochs": 3}, resume=True)
     with pytest.raises(ValueError, match="epochs"):
         RunState(tmp_path, {"epochs": 4}, resume=True)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ("backup/training_metadata.json", b""),  # killed while Keras wrote the metadata
+        ("backup/training_metadata.json", b'{"batch": 0}'),
+        ("backup/latest.weights.h5", b"\x89HDF\r\n\x1a\n truncated"),
+        ("best.weights.h5", b""),
+    ],
+    ids=["empty-metadata", "metadata-without-epoch", "truncated-backup", "empty-best"],
+)
+def test_unreadable_interrupted_fold_is_trained_again_not_a_crash(tmp_path, capsys, damage):
+    fold_dir = tmp_path / "fold"
+    with pytest.raises(KeyboardInterrupt):
+        _run(fold_dir, epochs=6, extra_callbacks=[_Interrupt(3)])
+    name, content = damage
+    (fold_dir / name).write_bytes(content)
+
+    epochs_seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_seen.append(epoch)
+
+    result = _run(fold_dir, epochs=6, extra_callbacks=[Record()])
+    printed = capsys.readouterr().out
+    assert "cannot be read" in printed and name.split("/")[-1] in printed
+    assert epochs_seen == [0, 1, 2, 3, 4, 5]
+    assert result["epochs_run"] == 6 and result["ua"] > 0.8
+    with open(fold_dir / "history.csv") as handle:
+        assert len(handle.readlines()) == 1 + 6
+
+
+def test_backup_files_are_replaced_not_rewritten_in_place(tmp_path, monkeypatch):
+    # A write that dies half-way leaves the previous backup intact and readable.
+    fold_dir = tmp_path / "fold"
+    with pytest.raises(KeyboardInterrupt):
+        _run(fold_dir, epochs=6, extra_callbacks=[_Interrupt(2)])
+    metadata = fold_dir / "backup" / "training_metadata.json"
+    assert json.loads(metadata.read_text())["epoch"] == 2
+
+    from ser_keras.utils import atomic
+
+    real_replace = atomic.os.replace
+
+    def dying_replace(source, destination):
+        if str(destination).endswith("training_metadata.json"):
+            raise KeyboardInterrupt("killed while moving the metadata into place")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(atomic.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        _run(fold_dir, epochs=6)
+    monkeypatch.undo()
+    assert json.loads(metadata.read_text())["epoch"] == 2
+    assert sorted(path.name for path in (fold_dir / "backup").iterdir()) == [
+        "latest.weights.h5",
+        "training_metadata.json",
+    ]
+    # New weights, previous epoch count: one epoch is repeated, none skipped.
+    result = _run(fold_dir, epochs=6)
+    assert result["epochs_run"] == 6
