@@ -200,6 +200,26 @@ def check_model(
     reloaded = keras.saving.load_model(path)
     assert type(reloaded) is type(model)
     _assert_same_outputs(_as_dict(reloaded(sample_inputs, training=False)), outputs, atol, ".keras")
+    # ... and in a fresh Python that imported nothing but `ser_keras.models`,
+    # as the README tells users: every class in the file must be registered
+    # by that import.
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, keras, ser_keras.models; "
+            "print(type(keras.saving.load_model(sys.argv[1])).__name__)",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""},
+        timeout=300,
+    )
+    assert completed.returncode == 0, (
+        f"{path.name} does not load after `import ser_keras.models`:\n{completed.stderr[-3000:]}"
+    )
+    assert completed.stdout.strip().splitlines()[-1] == type(model).__name__
 
     # 4. SavedModel export, loaded without ser_keras.
     if export:
