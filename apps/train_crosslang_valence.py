@@ -20,7 +20,11 @@ at least two languages, so `mtl_no_extra` uses it too: with one labelled
 language it would be a one-class task. `--no-target-audio` keeps every target
 utterance out of training. Model selection uses validation speakers of the
 labelled corpora, never the targets. `--target-samples 25,50,100,200` adds
-that many labelled target utterances to training (Figure 3), and
+that many labelled target utterances to training (Figure 3). By default
+(`--target-sampling speakers`) they come from half of the target's speakers
+and the other half is tested, so the curve stays speaker-independent. The
+paper (Section 5.3) does not say where its samples came from;
+`--target-sampling any` draws them from every speaker and tests the rest.
 `--protocol within` runs Table 2's within-corpus baseline instead.
 
 With no corpus arguments it generates (once, cached) synthetic corpora with
@@ -137,7 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target-samples", default="0", metavar="N[,N...]",
         help="Labelled target utterances added to training (Figure 3; the paper: 25 to 200), "
-        "one model per target and N; 0 = none. Tested on the target's other utterances.",
+        "one model per target and N; 0 = none. Where they come from and what is tested: "
+        "--target-sampling.",
+    )
+    parser.add_argument(
+        "--target-sampling", choices=("speakers", "any"), default="speakers",
+        help="With --target-samples N > 0: speakers (default, speaker-independent) splits each "
+        "target's speakers into two halves (seeded), draws the N utterances from the first "
+        "half and tests on the second half only, so no test speaker is trained on; any draws "
+        "them from all target utterances and tests on the rest, so test speakers also give "
+        "training utterances (the paper, Section 5.3, does not say which it did).",
     )
     parser.add_argument(
         "--preset", choices=sorted(PRESETS), default="quick",
@@ -460,15 +473,45 @@ def _validation_split(pool, seed, fraction):
     return indices[fold.train], indices[fold.test], list(fold.test_speakers)
 
 
-def _stratified_sample(labels, count, rng):
-    """`count` positions drawn per class in proportion (at least one per class when possible)."""
+def _split_target_speakers(pool, scored, seed):
+    """A target's labelled utterances split by speaker: (sample donors, tested).
+
+    Two speaker-disjoint halves (seeded, classes balanced across them where
+    the speakers allow): `--target-samples` draws from the first, the second
+    is tested, so the curve stays speaker-independent.
+    """
+    import numpy as np
+
+    from ser_keras.data.splits import speaker_kfold
+
+    utterances = [pool.utterances[i] for i in scored]
+    speakers = {u.speaker_id for u in utterances}
+    if len(speakers) < 2:
+        raise ValueError(
+            "--target-sampling speakers needs at least 2 speakers per target corpus; "
+            f"{pool.corpus[scored[0]]} has {sorted(speakers)}. Use --target-sampling any."
+        )
+    fold = speaker_kfold(
+        utterances, 2, validation="none", seed=seed, labels=pool.emotion[scored]
+    )[0]
+    return scored[np.sort(fold.train)], scored[np.sort(fold.test)]
+
+
+def _stratified_sample(labels, count, rng, test_elsewhere=False):
+    """`count` positions drawn per class in proportion (at least one per class when possible).
+
+    Unless `test_elsewhere` (the test utterances are other speakers'), at
+    least one utterance must remain to be tested.
+    """
     import numpy as np
 
     labels = np.asarray(labels)
-    if count >= len(labels):
+    if count > len(labels) or (count == len(labels) and not test_elsewhere):
         raise ValueError(
-            f"--target-samples {count} leaves no target utterance to test "
-            f"(the target has {len(labels)} labelled utterances)."
+            f"--target-samples {count} is more than the target can give: "
+            f"{len(labels)} labelled utterances"
+            + (" in the half of its speakers that gives training samples." if test_elsewhere
+               else ", and at least one must be left to test.")
         )
     chosen = []
     classes, counts = np.unique(labels, return_counts=True)
@@ -593,6 +636,7 @@ def run(args) -> int:
             "alpha": args.alpha,
             "labelled_fraction": args.labelled_fraction,
             "target_audio": not args.no_target_audio,
+            "target_sampling": args.target_sampling,
             "validation_fraction": args.validation_fraction,
             "folds": args.folds,
             "seed": args.seed,
@@ -715,14 +759,30 @@ def _run_crosslang(context, settings, target_samples):
               f"utterances, validation speakers {', '.join(validation_speakers)} "
               f"({len(validation)} utterances) ---", flush=True)
         rng = np.random.default_rng(seed)
-        # Per target and N: the labelled target utterances moved into training.
-        chosen = {}
-        for count in target_samples:
-            for name in target_names:
-                scored = pool.targets[name][pool.emotion[pool.targets[name]] >= 0]
-                chosen[count, name] = (
-                    np.zeros(0, np.int64) if count == 0
-                    else scored[_stratified_sample(pool.emotion[scored], count, rng)]
+        # Per target and N: the labelled target utterances moved into training,
+        # and the target utterances then tested.
+        chosen, tested = {}, {}
+        for name in target_names:
+            scored = pool.targets[name][pool.emotion[pool.targets[name]] >= 0]
+            donors, held_out = scored, None
+            if args.target_sampling == "speakers" and any(n > 0 for n in target_samples):
+                donors, held_out = _split_target_speakers(pool, scored, seed)
+                print(f"  {name}: target samples drawn from "
+                      f"{len({pool.utterances[i].speaker_id for i in donors})} speakers "
+                      f"({len(donors)} utterances), tested on the other "
+                      f"{len({pool.utterances[i].speaker_id for i in held_out})} "
+                      f"({len(held_out)} utterances)", flush=True)
+            for count in target_samples:
+                if count == 0:
+                    chosen[count, name] = np.zeros(0, np.int64)
+                    continue
+                chosen[count, name] = donors[
+                    _stratified_sample(pool.emotion[donors], count, rng,
+                                       test_elsewhere=held_out is not None)
+                ]
+                tested[count, name] = (
+                    held_out if held_out is not None
+                    else np.setdiff1d(scored, chosen[count, name])
                 )
         for count in target_samples:
             scopes = [("targets", None)] if count == 0 else [(n, n) for n in target_names]
@@ -762,7 +822,7 @@ def _run_crosslang(context, settings, target_samples):
                         labels["domain"] = np.where(is_labelled, 0, 1).astype(np.int32)
                     labels["emotion"] = labels["emotion"].astype(np.int32)
                     if only_target:
-                        test = np.setdiff1d(pool.targets[only_target], added)
+                        test = tested[count, only_target]
                     else:
                         test = np.concatenate([pool.targets[n] for n in target_names])
                     test = test[pool.emotion[test] >= 0]

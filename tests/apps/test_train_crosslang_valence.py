@@ -25,7 +25,7 @@ def test_help_names_every_option(capsys):
     text = capsys.readouterr().out
     for option in ["--labelled", "--target", "--unlabelled", "--settings", "--target-samples",
                    "--epochs", "--seed", "--runs", "--out", "--export-dir", "--protocol",
-                   "--labelled-fraction", "--alpha", "--resume"]:
+                   "--labelled-fraction", "--alpha", "--resume", "--target-sampling"]:
         assert option in text
 
 
@@ -89,8 +89,46 @@ def test_stratified_target_sample_keeps_class_proportions():
     chosen = app._stratified_sample(labels, 8, np.random.default_rng(0))
     assert len(chosen) == len(set(chosen)) == 8
     assert (labels[chosen] == 0).sum() == 6 and (labels[chosen] == 1).sum() == 2
-    with pytest.raises(ValueError, match="leaves no target utterance"):
+    with pytest.raises(ValueError, match="at least one must be left to test"):
         app._stratified_sample(labels, 40, np.random.default_rng(0))
+    # Tested on other speakers: every utterance may be drawn, not more.
+    assert len(app._stratified_sample(labels, 40, np.random.default_rng(0),
+                                      test_elsewhere=True)) == 40
+    with pytest.raises(ValueError, match="half of its speakers"):
+        app._stratified_sample(labels, 41, np.random.default_rng(0), test_elsewhere=True)
+
+
+def test_target_samples_come_from_other_speakers_than_the_tested():
+    from types import SimpleNamespace
+
+    from ser_keras.corpora.records import Utterance
+
+    # A target of 6 speakers x 4 utterances (2 negative, 2 positive), after 3
+    # utterances of another corpus.
+    utterances = [Utterance(f"/x/{i}.wav", "ravdess", "en", "a") for i in range(3)]
+    utterances += [
+        Utterance(f"/t/{s}_{i}.wav", "emodb", "de", f"s{s}") for s in range(6) for i in range(4)
+    ]
+    pool = SimpleNamespace(
+        utterances=utterances,
+        emotion=np.array([0, 1, 0] + [0, 0, 1, 1] * 6),
+        corpus=np.array([u.corpus for u in utterances]),
+    )
+    scored = np.arange(3, 27)
+    donors, tested = app._split_target_speakers(pool, scored, seed=0)
+    speakers = lambda indices: {utterances[i].speaker_id for i in indices}  # noqa: E731
+    assert len(speakers(donors)) == len(speakers(tested)) == 3
+    assert not speakers(donors) & speakers(tested)
+    assert sorted(np.concatenate([donors, tested]).tolist()) == scored.tolist()
+    # Another seed deals the speakers differently; the same seed the same way.
+    assert any(
+        speakers(app._split_target_speakers(pool, scored, seed=seed)[0]) != speakers(donors)
+        for seed in range(1, 6)
+    )
+    np.testing.assert_array_equal(app._split_target_speakers(pool, scored, seed=0)[0], donors)
+    one_speaker = np.arange(3, 7)
+    with pytest.raises(ValueError, match="at least 2 speakers"):
+        app._split_target_speakers(pool, one_speaker, seed=0)
 
 
 def test_unlabelled_arguments():
@@ -132,8 +170,18 @@ def test_target_samples_and_within_protocol(tmp_path, cache_dir, capsys):
     assert set(results["settings"]) == {"stl", "mtl_no_extra"}
     assert set(results["target_samples"]) == {"4"}
     assert (out / "figure3_target_samples.png").stat().st_size > 0
-    # The 4 added target utterances are not tested.
+    # Speaker-independent by default: the 4 added target utterances come from
+    # half of the 10 speakers, the other half (35 utterances) is tested.
+    assert results["configuration"]["target_sampling"] == "speakers"
+    assert "tested on the other 5 (35 utterances)" in capsys.readouterr().out
     emodb = results["target_samples"]["4"]["mtl_no_extra"]["emodb"]
+    assert np.sum(emodb["confusion"]) == 35
+
+    # --target-sampling any: drawn from every speaker, the rest tested.
+    paper = tmp_path / "curve_any"
+    assert app.main(_tiny(paper, cache_dir, "--settings", "stl", "--target-samples", "4",
+                          "--target-sampling", "any", "--no-export")) == 0
+    emodb = json.loads((paper / "results.json").read_text())["target_samples"]["4"]["stl"]["emodb"]
     assert np.sum(emodb["confusion"]) == 70 - 4
 
     within = tmp_path / "within"
