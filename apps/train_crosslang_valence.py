@@ -761,28 +761,31 @@ def _run_crosslang(context, settings, target_samples):
         rng = np.random.default_rng(seed)
         # Per target and N: the labelled target utterances moved into training,
         # and the target utterances then tested.
-        chosen, tested = {}, {}
+        # (N outer, target inner: the order of the draws from `rng`.)
+        scored, donors, held_out = {}, {}, {}
         for name in target_names:
-            scored = pool.targets[name][pool.emotion[pool.targets[name]] >= 0]
-            donors, held_out = scored, None
+            scored[name] = pool.targets[name][pool.emotion[pool.targets[name]] >= 0]
+            donors[name], held_out[name] = scored[name], None
             if args.target_sampling == "speakers" and any(n > 0 for n in target_samples):
-                donors, held_out = _split_target_speakers(pool, scored, seed)
+                donors[name], held_out[name] = _split_target_speakers(pool, scored[name], seed)
                 print(f"  {name}: target samples drawn from "
-                      f"{len({pool.utterances[i].speaker_id for i in donors})} speakers "
-                      f"({len(donors)} utterances), tested on the other "
-                      f"{len({pool.utterances[i].speaker_id for i in held_out})} "
-                      f"({len(held_out)} utterances)", flush=True)
-            for count in target_samples:
+                      f"{len({pool.utterances[i].speaker_id for i in donors[name]})} speakers "
+                      f"({len(donors[name])} utterances), tested on the other "
+                      f"{len({pool.utterances[i].speaker_id for i in held_out[name]})} "
+                      f"({len(held_out[name])} utterances)", flush=True)
+        chosen, tested = {}, {}
+        for count in target_samples:
+            for name in target_names:
                 if count == 0:
                     chosen[count, name] = np.zeros(0, np.int64)
                     continue
-                chosen[count, name] = donors[
-                    _stratified_sample(pool.emotion[donors], count, rng,
-                                       test_elsewhere=held_out is not None)
+                chosen[count, name] = donors[name][
+                    _stratified_sample(pool.emotion[donors[name]], count, rng,
+                                       test_elsewhere=held_out[name] is not None)
                 ]
                 tested[count, name] = (
-                    held_out if held_out is not None
-                    else np.setdiff1d(scored, chosen[count, name])
+                    held_out[name] if held_out[name] is not None
+                    else np.setdiff1d(scored[name], chosen[count, name])
                 )
         for count in target_samples:
             scopes = [("targets", None)] if count == 0 else [(n, n) for n in target_names]
