@@ -870,7 +870,8 @@ def run(args) -> int:
             # speech (cnn) is matched by default to those with it: as many
             # segments per epoch, hence as many optimizer updates.
             labelled_segments = len(segment_rows(fold.train))
-            epoch_size = len(segment_rows(train_index))
+            train_segments = len(segment_rows(train_index))
+            epoch_size = train_segments
             matched_size = None
             if not uses_additional and args.cnn_epoch == "matched":
                 matched_size = len(
@@ -940,7 +941,7 @@ def run(args) -> int:
                 + (
                     "already finished, reusing its result"
                     if done
-                    else f"training on {len(segment_rows(train_index))} segments of "
+                    else f"training on {train_segments} segments of "
                     f"{len(train_index)} utterances"
                     + (
                         f", cycled to {epoch_size} segments per epoch "

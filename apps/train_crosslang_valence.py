@@ -773,12 +773,9 @@ def _run_crosslang(context, settings, target_samples):
                       f"({len(donors[name])} utterances), tested on the other "
                       f"{len({pool.utterances[i].speaker_id for i in held_out[name]})} "
                       f"({len(held_out[name])} utterances)", flush=True)
-        chosen, tested = {}, {}
-        for count in target_samples:
+        chosen, tested = {}, {}  # (N > 0, target) -> indices; N = 0 adds none
+        for count in (n for n in target_samples if n > 0):
             for name in target_names:
-                if count == 0:
-                    chosen[count, name] = np.zeros(0, np.int64)
-                    continue
                 chosen[count, name] = donors[name][
                     _stratified_sample(pool.emotion[donors[name]], count, rng,
                                        test_elsewhere=held_out[name] is not None)
