@@ -64,6 +64,9 @@ SETTINGS = {
     "mtl_extra_domain": (False, True, True, "With additional data, domain identification only"),
 }
 DEFAULT_SETTINGS = "stl,mtl_no_extra,mtl_extra"
+# --normalize: the groups over which every mel band is z-normalised after the
+# front-end (which standardises each utterance over all its bands together).
+NORMALIZATIONS = ("utterance", "corpus", "speaker")
 
 # Published UAR (%), Table 3 (cross-language, trained on IEMOCAP) and Table 2
 # (within corpus), keyed by corpus kind.
@@ -190,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Repeat every experiment with seeds seed, seed+1, ...; tables give mean ± std.",
     )
     parser.add_argument(
+        "--normalize", choices=NORMALIZATIONS, default="utterance",
+        help="Feature normalisation on top of the latif_6s front-end's per-utterance one: "
+        "utterance (the paper's front-end only), corpus (every mel band z-normalised over "
+        "each corpus's frames) or speaker (over each speaker's frames, per corpus). corpus "
+        "and speaker use no labels but do use the target's audio (all of it); neither is in "
+        "the paper, and a SavedModel cannot apply them, so they need --no-export.",
+    )
+    parser.add_argument(
         "--validation-fraction", type=float, default=0.15,
         help="Share of the labelled corpora's speakers held out for model selection.",
     )
@@ -266,6 +277,12 @@ def _check_arguments(args, preset):
     if args.labelled is None and args.unlabelled is not None:
         raise ValueError(
             "--unlabelled was given without --labelled/--target; give the corpora too, or none."
+        )
+    if args.normalize != "utterance" and not args.no_export:
+        raise ValueError(
+            f"--normalize {args.normalize} needs statistics over many utterances, which an "
+            "exported model cannot compute from the one waveform it serves: add --no-export. "
+            f"Received: --normalize {args.normalize} without --no-export."
         )
 
 
@@ -452,6 +469,24 @@ def _load_pool(labelled_specs, target_specs, unlabelled_specs, label_map, cache_
     return pool
 
 
+def _normalize_groups(pool, mode, pad_value):
+    """Z-normalises every mel band per corpus or per speaker (`--normalize`).
+
+    Speaker ids are only unique within a corpus, so a speaker's group is
+    (corpus, speaker). No labels are read. Not in the paper: a change we make
+    to reduce the recording-channel and speaker mismatch between corpora.
+    """
+    from ser_keras.features.normalization import standardize_per_speaker
+
+    if mode == "corpus":
+        groups = [str(name) for name in pool.corpus]
+    else:
+        groups = [f"{name}/{u.speaker_id}" for name, u in zip(pool.corpus, pool.utterances,
+                                                              strict=True)]
+    print(f"Standardising every mel band per {mode} ({len(set(groups))} groups).", flush=True)
+    return standardize_per_speaker(pool.features, groups, pad_value=pad_value)
+
+
 def _validation_split(pool, seed, fraction):
     """Splits the labelled corpora's labelled utterances by speaker: (train, validation)."""
     import numpy as np
@@ -616,6 +651,8 @@ def run(args) -> int:
           flush=True)
     pool.features = compute_features(frontend, pool.waveforms, progress=not args.quiet)
     pool.waveforms = None  # the features are all that training needs
+    if args.normalize != "utterance":
+        pool.features = _normalize_groups(pool, args.normalize, frontend.pad_value)
 
     # On a multi-worker cluster only the chief writes to --out and exports.
     outputs = cli.worker_outputs(
@@ -637,6 +674,8 @@ def run(args) -> int:
             "labelled_fraction": args.labelled_fraction,
             "target_audio": not args.no_target_audio,
             "target_sampling": args.target_sampling,
+            # Recorded only when set, so that runs made before the option resume.
+            **({"normalize": args.normalize} if args.normalize != "utterance" else {}),
             "validation_fraction": args.validation_fraction,
             "folds": args.folds,
             "seed": args.seed,

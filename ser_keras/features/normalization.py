@@ -20,7 +20,9 @@ def standardize_per_speaker(features, speakers, pad_value, epsilon=1e-5):
         features: float array `[num_utterances, frames, bands]`, padded with
             `pad_value` beyond each utterance's true length (the LogMel
             front-end's padding).
-        speakers: one speaker id per utterance (any hashable values).
+        speakers: one group id per utterance (any hashable values): the
+            speaker, or any other grouping (a corpus, for per-corpus
+            standardisation).
         pad_value: the padding value; a frame whose every band equals it is
             padding, is left out of the statistics and keeps the value.
         epsilon: added to the standard deviation.

@@ -25,7 +25,8 @@ def test_help_names_every_option(capsys):
     text = capsys.readouterr().out
     for option in ["--labelled", "--target", "--unlabelled", "--settings", "--target-samples",
                    "--epochs", "--seed", "--runs", "--out", "--export-dir", "--protocol",
-                   "--labelled-fraction", "--alpha", "--resume", "--target-sampling"]:
+                   "--labelled-fraction", "--alpha", "--resume", "--target-sampling",
+                   "--normalize"]:
         assert option in text
 
 
@@ -131,6 +132,37 @@ def test_target_samples_come_from_other_speakers_than_the_tested():
         app._split_target_speakers(pool, one_speaker, seed=0)
 
 
+def test_normalize_groups_are_corpora_or_speakers_within_a_corpus():
+    from types import SimpleNamespace
+
+    from ser_keras.corpora.records import Utterance
+
+    # Two corpora that both have a speaker "a"; each utterance 2 valid frames
+    # and 1 padding frame (pad value 0) of 2 bands.
+    utterances = [Utterance(f"/x/{i}.wav", "ravdess", "en", "a") for i in range(2)]
+    utterances += [Utterance(f"/y/{i}.wav", "emodb", "de", s) for i, s in enumerate("aab")]
+    rng = np.random.default_rng(0)
+    features = np.zeros((5, 3, 2), np.float32)
+    features[:, :2] = rng.normal(3.0, 2.0, size=(5, 2, 2))
+    pool = SimpleNamespace(
+        utterances=utterances, features=features,
+        corpus=np.array([u.corpus for u in utterances], dtype=object),
+    )
+
+    def check(normalized, groups):
+        for rows in groups:
+            frames = normalized[rows][:, :2].reshape(-1, 2)
+            np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-5)
+            np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
+        np.testing.assert_array_equal(normalized[:, 2], 0.0)  # padding untouched
+
+    check(app._normalize_groups(pool, "corpus", 0.0), [[0, 1], [2, 3, 4]])
+    # Speaker "a" of ravdess and speaker "a" of emodb are different speakers.
+    by_speaker = app._normalize_groups(pool, "speaker", 0.0)
+    check(by_speaker, [[0, 1], [2, 3], [4]])
+    assert not np.allclose(by_speaker, app._normalize_groups(pool, "corpus", 0.0))
+
+
 def test_unlabelled_arguments():
     spec = app._parse_unlabelled_spec("bn:/data/bangla")
     assert (spec.kind, spec.language, str(spec.directory)) == ("folder", "bn", "/data/bangla")
@@ -154,6 +186,7 @@ def test_unlabelled_arguments():
         (["--runs", "0"], "--runs"),
         (["--folds", "0"], "--folds"),
         (["--label-map", "nine_class"], "nine_class"),
+        (["--normalize", "speaker"], "--no-export"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):
