@@ -26,6 +26,9 @@ and the other half is tested, so the curve stays speaker-independent. The
 paper (Section 5.3) does not say where its samples came from;
 `--target-sampling any` draws them from every speaker and tests the rest.
 `--protocol within` runs Table 2's within-corpus baseline instead.
+`--normalize corpus` z-normalises every mel band per corpus after the
+front-end (not in the paper; on RAVDESS -> EMO-DB / URDU it is what lets
+valence transfer at all, see benchmarks/RESULTS.md).
 
 With no corpus arguments it generates (once, cached) synthetic corpora with
 eSpeak NG: English labelled speech (SAVEE-shaped), German (EMO-DB-shaped) and
@@ -197,8 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Feature normalisation on top of the latif_6s front-end's per-utterance one: "
         "utterance (the paper's front-end only), corpus (every mel band z-normalised over "
         "each corpus's frames) or speaker (over each speaker's frames, per corpus). corpus "
-        "and speaker use no labels but do use the target's audio (all of it); neither is in "
-        "the paper, and a SavedModel cannot apply them, so they need --no-export.",
+        "and speaker use no labels but do use the target's audio (all of it, for the "
+        "statistics only, even with --no-target-audio); neither is in the paper. The "
+        "export of a corpus-normalised model normalises with one corpus's statistics "
+        "(--export-domain); speaker normalisation cannot be served and needs --no-export.",
+    )
+    parser.add_argument(
+        "--export-domain", metavar="CORPUS",
+        help="With --normalize corpus: the corpus (a name printed when the data loads, e.g. "
+        "emodb) whose band statistics the exported model applies to its inputs, i.e. the "
+        "domain it will serve. Default: the first --target.",
     )
     parser.add_argument(
         "--validation-fraction", type=float, default=0.15,
@@ -278,11 +289,16 @@ def _check_arguments(args, preset):
         raise ValueError(
             "--unlabelled was given without --labelled/--target; give the corpora too, or none."
         )
-    if args.normalize != "utterance" and not args.no_export:
+    if args.normalize == "speaker" and not args.no_export:
         raise ValueError(
-            f"--normalize {args.normalize} needs statistics over many utterances, which an "
-            "exported model cannot compute from the one waveform it serves: add --no-export. "
-            f"Received: --normalize {args.normalize} without --no-export."
+            "--normalize speaker needs each speaker's statistics, which an exported model "
+            "cannot compute from the one waveform it serves: add --no-export (or use "
+            "--normalize corpus). Received: --normalize speaker without --no-export."
+        )
+    if args.export_domain is not None and args.normalize != "corpus":
+        raise ValueError(
+            "--export-domain chooses the corpus statistics of a --normalize corpus export. "
+            f"Received: --export-domain {args.export_domain} with --normalize {args.normalize}."
         )
 
 
@@ -487,6 +503,21 @@ def _normalize_groups(pool, mode, pad_value):
     return standardize_per_speaker(pool.features, groups, pad_value=pad_value)
 
 
+def _served_statistics(pool, domain, pad_value):
+    """The `--export-domain` corpus's name and band statistics, before normalisation."""
+    import numpy as np
+
+    from ser_keras.features.normalization import band_statistics
+
+    names = sorted(set(pool.corpus))
+    domain = domain if domain is not None else next(iter(pool.targets))
+    if domain not in names:
+        raise ValueError(f"--export-domain must name a corpus of this run ({', '.join(names)}). "
+                         f"Received: {domain}")
+    mean, std = band_statistics(pool.features[np.flatnonzero(pool.corpus == domain)], pad_value)
+    return {"corpus": domain, "mean": mean, "std": std}
+
+
 def _validation_split(pool, seed, fraction):
     """Splits the labelled corpora's labelled utterances by speaker: (train, validation)."""
     import numpy as np
@@ -651,6 +682,9 @@ def run(args) -> int:
           flush=True)
     pool.features = compute_features(frontend, pool.waveforms, progress=not args.quiet)
     pool.waveforms = None  # the features are all that training needs
+    served_statistics = None
+    if args.normalize == "corpus" and not args.no_export:
+        served_statistics = _served_statistics(pool, args.export_domain, frontend.pad_value)
     if args.normalize != "utterance":
         pool.features = _normalize_groups(pool, args.normalize, frontend.pad_value)
 
@@ -707,7 +741,8 @@ def run(args) -> int:
                   "multi-task model).")
         else:
             results["export"] = str(
-                _export(best, frontend, label_map, args, data, outputs.export_dir)
+                _export(best, frontend, label_map, args, data, outputs.export_dir,
+                        served_statistics)
             )
     results.pop("_best_multitask", None)
     reports.write_json_atomic(state.out_dir / "results.json", results)
@@ -1126,9 +1161,12 @@ def _plot_target_samples(path, results, settings, target_names, counts):
     figure.clear()
 
 
-def _export(best, frontend, label_map, args, data, export_dir):
+def _export(best, frontend, label_map, args, data, export_dir, served_statistics=None):
+    """Exports the best multi-task model; with `served_statistics` (`--normalize corpus`)
+    a `BandStandardization` with that corpus's statistics goes in front of it."""
     import keras
 
+    from ser_keras.features.normalization import BandStandardization
     from ser_keras.models.resnet_lstm import DOMAIN_CLASSES
 
     model = keras.models.load_model(str(best["fold_dir"] / "best.keras"))
@@ -1137,6 +1175,16 @@ def _export(best, frontend, label_map, args, data, export_dir):
         label_names["language"] = list(best["languages"])
     if "domain" in model.output:
         label_names["domain"] = list(DOMAIN_CLASSES)
+    normalization = "per utterance (the front-end)"
+    if served_statistics is not None:
+        inputs = keras.Input(model.input_shape[1:], name="features")
+        standardize = BandStandardization(
+            served_statistics["mean"], served_statistics["std"], pad_value=frontend.pad_value,
+            name="corpus_standardization",
+        )
+        model = keras.Model(inputs, model(standardize(inputs)), name=model.name)
+        normalization = f"per utterance, then per band with {served_statistics['corpus']}'s " \
+            "statistics (--normalize corpus)"
     path = cli.export_for_serving(
         model,
         export_dir,
@@ -1150,10 +1198,12 @@ def _export(best, frontend, label_map, args, data, export_dir):
             "validation_ua": 100 * best["validation"],
             "preset": args.preset,
             "data": data,
+            "feature_normalization": normalization,
         },
     )
     print(f"\nExported the best multi-task model ({best['setting']}, seed {best['seed']}, "
-          f"validation UA {100 * best['validation']:.1f}) to {path}")
+          f"validation UA {100 * best['validation']:.1f}; features normalised {normalization}) "
+          f"to {path}")
     return path
 
 

@@ -69,6 +69,34 @@ def test_synthetic_run_writes_table3_results_and_exports(tmp_path, cache_dir, ca
     assert again["settings"] == results["settings"]
 
 
+def test_corpus_normalised_run_exports_with_the_domain_statistics(tmp_path, cache_dir, capsys):
+    import tensorflow as tf
+
+    from ser_keras.export.saved_model import METADATA_FILENAME
+
+    out, export_dir = tmp_path / "run", tmp_path / "exported"
+    arguments = _tiny(out, cache_dir, "--settings", "mtl_extra", "--normalize", "corpus",
+                      "--export-domain", "urdu", "--export-dir", str(export_dir))
+    assert app.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "Standardising every mel band per corpus (5 groups)" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["configuration"]["normalize"] == "corpus"
+    version = export_dir / "resnet_lstm_mtl" / "1"
+    document = json.loads((version / "assets.extra" / METADATA_FILENAME).read_text())
+    assert "urdu's statistics" in document["metadata"]["feature_normalization"]
+    # The served graph holds the standardisation in front of the model (the
+    # export checked itself against that Keras graph before it was moved in).
+    assert "BandStandardization" in json.dumps(document["model_config"])
+    assert "serving_default" in tf.saved_model.load(str(version)).signatures
+
+    # A corpus the run does not have is named in the error.
+    bad = _tiny(tmp_path / "bad", cache_dir, "--settings", "mtl_extra", "--normalize", "corpus",
+                "--export-domain", "savee_typo", "--export-dir", str(export_dir))
+    assert app.main(bad) == 2
+    assert "savee_typo" in capsys.readouterr().err
+
+
 def test_mix_reaches_the_labelled_fraction_with_every_labelled_sample():
     rng = np.random.default_rng(0)
     labelled, unlabelled = np.arange(10), np.arange(100, 160)
@@ -187,6 +215,7 @@ def test_unlabelled_arguments():
         (["--folds", "0"], "--folds"),
         (["--label-map", "nine_class"], "nine_class"),
         (["--normalize", "speaker"], "--no-export"),
+        (["--export-domain", "emodb"], "with --normalize utterance"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):
