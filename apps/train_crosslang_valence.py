@@ -26,6 +26,10 @@ and the other half is tested, so the curve stays speaker-independent. The
 paper (Section 5.3) does not say where its samples came from;
 `--target-sampling any` draws them from every speaker and tests the rest.
 `--protocol within` runs Table 2's within-corpus baseline instead.
+The `stl` baseline makes as many optimizer updates per epoch as `mtl_extra`
+(`--stl-epoch matched`, the default: its labelled utterances are cycled up to
+the size of the multi-task epoch); `--stl-epoch labelled` gives it one pass
+over them per epoch, half the updates at `--labelled-fraction 0.5`.
 `--normalize corpus` z-normalises every mel band per corpus after the
 front-end (not in the paper; on RAVDESS -> EMO-DB / URDU it is what lets
 valence transfer at all, see benchmarks/RESULTS.md).
@@ -194,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--runs", type=int, default=1,
         help="Repeat every experiment with seeds seed, seed+1, ...; tables give mean ± std.",
+    )
+    parser.add_argument(
+        "--stl-epoch", choices=("matched", "labelled"), default="matched",
+        help="Training budget of the stl baseline (--protocol crosslang): matched (default) "
+        "cycles its labelled utterances up to the size of mtl_extra's epoch (labelled + "
+        "unlabelled at "
+        "--labelled-fraction), so that it makes as many optimizer updates as the multi-task "
+        "settings; labelled is one pass over them per epoch (fewer updates). The paper does "
+        "not state the baseline's budget.",
     )
     parser.add_argument(
         "--normalize", choices=NORMALIZATIONS, default="utterance",
@@ -611,11 +624,19 @@ def _mix(labelled, unlabelled, fraction, rng):
     if fraction is None or len(unlabelled) == 0:
         return np.concatenate([labelled, unlabelled])
     total = max(1, int(round(len(labelled) * (1.0 - fraction) / fraction)))
-    copies = [unlabelled] * (total // len(unlabelled))
-    remainder = total % len(unlabelled)
+    return np.concatenate([labelled, _fill(unlabelled, total, rng)])
+
+
+def _fill(indices, total, rng):
+    """`total` samples of `indices`: whole copies, then a random remainder without repeats."""
+    import numpy as np
+
+    indices = np.asarray(indices, dtype=np.int64)
+    copies = [indices] * (total // len(indices))
+    remainder = total % len(indices)
     if remainder:
-        copies.append(rng.choice(unlabelled, size=remainder, replace=False))
-    return np.concatenate([labelled, *copies])
+        copies.append(rng.choice(indices, size=remainder, replace=False))
+    return np.concatenate(copies) if copies else np.zeros(0, np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -672,8 +693,11 @@ def run(args) -> int:
         flush=True,
     )
 
-    if args.protocol == "within" or not extra_settings:
-        unlabelled_specs = []  # no setting of this run trains on them
+    # The unlabelled corpora are loaded where a setting trains on them, or where
+    # the stl baseline's matched epoch counts them.
+    matched_stl = "stl" in settings and args.stl_epoch == "matched"
+    if args.protocol == "within" or not (extra_settings or matched_stl):
+        unlabelled_specs = []
     pool = _load_pool(
         labelled_specs, target_specs, unlabelled_specs, label_map, cache_dir, args.quiet
     )
@@ -710,6 +734,8 @@ def run(args) -> int:
             "target_sampling": args.target_sampling,
             # Recorded only when set, so that runs made before the option resume.
             **({"normalize": args.normalize} if args.normalize != "utterance" else {}),
+            # Runs made before --stl-epoch trained stl one pass per epoch ("labelled").
+            **({"stl_epoch": "matched"} if args.stl_epoch == "matched" else {}),
             "validation_fraction": args.validation_fraction,
             "folds": args.folds,
             "seed": args.seed,
@@ -876,6 +902,16 @@ def _run_crosslang(context, settings, target_samples):
                         labelled, unlabelled, args.labelled_fraction,
                         np.random.default_rng(seed + 1),
                     )
+                    if setting == "stl" and args.stl_epoch == "matched":
+                        # As many samples per epoch (so updates) as mtl_extra's epoch.
+                        parts = [extra_all]
+                        if not args.no_target_audio:
+                            parts += [pool.targets[n] for n in target_names]
+                        matched = _mix(
+                            labelled, np.setdiff1d(np.concatenate(parts), added),
+                            args.labelled_fraction, np.random.default_rng(seed + 1),
+                        )
+                        train_index = _fill(labelled, len(matched), np.random.default_rng(seed + 1))
                     is_labelled = np.isin(train_index, labelled)
                     labels = {"emotion": np.where(is_labelled, pool.emotion[train_index], -1)}
                     languages = sorted(set(pool.language[train_index]))
@@ -909,6 +945,8 @@ def _run_crosslang(context, settings, target_samples):
                         + ("already finished, reusing its result" if done else
                            f"training on {len(train_index)} samples "
                            f"({int(is_labelled.sum())} with emotion labels"
+                           + (f", {len(labelled)} distinct"
+                              if setting == "stl" and len(train_index) > len(labelled) else "")
                            + (f", languages {'/'.join(languages)}" if language_head else "")
                            + ")"),
                         flush=True,

@@ -97,6 +97,37 @@ def test_corpus_normalised_run_exports_with_the_domain_statistics(tmp_path, cach
     assert "savee_typo" in capsys.readouterr().err
 
 
+def test_stl_makes_as_many_updates_as_mtl_extra_unless_told_otherwise(tmp_path, cache_dir,
+                                                                      capsys):
+    import keras
+
+    def steps(out):
+        # The optimizer's iterations in the saved model (one epoch: the best).
+
+        model = keras.models.load_model(out / "stl" / "fold_seed0_targets" / "best.keras")
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+    matched, labelled = tmp_path / "matched", tmp_path / "labelled"
+    common = ("--settings", "stl", "--labelled-fraction", "0.5", "--no-export")
+    assert app.main(_tiny(matched, cache_dir, *common)) == 0
+    printed = capsys.readouterr().out
+    assert app.main(_tiny(labelled, cache_dir, *common, "--stl-epoch", "labelled")) == 0
+    # Synthetic SAVEE: 24 labelled training utterances at 1 per emotion and
+    # speaker; matched doubles them at a labelled fraction of 0.5.
+    line = next(x for x in printed.splitlines() if "[stl] seed0_targets: training" in x)
+    assert "(48 with emotion labels, 24 distinct)" in line, line
+    assert steps(matched) == 2 * steps(labelled)
+    config = json.loads((matched / "results.json").read_text())["configuration"]
+    assert config["stl_epoch"] == "matched"
+
+
+def test_fill_cycles_whole_copies_then_a_remainder_without_repeats():
+    filled = app._fill(np.arange(5), 12, np.random.default_rng(0))
+    assert len(filled) == 12
+    counts = np.bincount(filled, minlength=5)
+    assert counts.min() == 2 and counts.max() == 3 and (counts == 3).sum() == 2
+
+
 def test_mix_reaches_the_labelled_fraction_with_every_labelled_sample():
     rng = np.random.default_rng(0)
     labelled, unlabelled = np.arange(10), np.arange(100, 160)
