@@ -33,6 +33,7 @@ import keras
 
 from ser_keras.layers.attention import LocalAttentionPooling, MultiHeadSelfAttention
 from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.utils.keras_loading import outside_object_sharing
 from ser_keras.utils.presets import preset_config
 from ser_keras.utils.validation import positive_int, positive_ints
 
@@ -254,7 +255,9 @@ class AttentionCNNBLSTM(MultiTaskModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**config)
+        # The graph holds Bidirectional layers: see ser_keras.utils.keras_loading.
+        with outside_object_sharing():
+            return cls(**config)
 
     @classmethod
     def from_preset(cls, preset, **overrides):

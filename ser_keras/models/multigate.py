@@ -89,6 +89,7 @@ from ser_keras.training.contrastive import (
 )
 from ser_keras.training.distribute import replica_context
 from ser_keras.training.multitask import MultiTaskModel
+from ser_keras.utils.keras_loading import outside_object_sharing
 from ser_keras.utils.presets import preset_config
 from ser_keras.utils.validation import positive_int, positive_ints
 
@@ -1119,7 +1120,9 @@ class MultiGatingSER(MultiTaskModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**copy.deepcopy(config))
+        # The graph holds Bidirectional layers: see ser_keras.utils.keras_loading.
+        with outside_object_sharing():
+            return cls(**copy.deepcopy(config))
 
     @classmethod
     def from_preset(cls, preset, **overrides):
