@@ -203,10 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--stl-epoch", choices=("matched", "labelled"), default="matched",
         help="Training budget of the stl baseline (--protocol crosslang): matched (default) "
         "cycles its labelled utterances up to the size of mtl_extra's epoch (labelled + "
-        "unlabelled at "
-        "--labelled-fraction), so that it makes as many optimizer updates as the multi-task "
-        "settings; labelled is one pass over them per epoch (fewer updates). The paper does "
-        "not state the baseline's budget.",
+        "unlabelled at --labelled-fraction), so that it makes as many optimizer updates as "
+        "the multi-task settings; labelled is one pass over them per epoch (fewer updates). "
+        "The paper does not state the baseline's budget.",
     )
     parser.add_argument(
         "--normalize", choices=NORMALIZATIONS, default="utterance",
@@ -498,20 +497,26 @@ def _load_pool(labelled_specs, target_specs, unlabelled_specs, label_map, cache_
     return pool
 
 
+def _normalization_groups(pool, mode):
+    """The group of every utterance for `--normalize corpus|speaker`, as strings.
+
+    A speaker's group is (corpus display name, speaker id): the display name
+    tells apart two corpora of one kind given in one run.
+    """
+    if mode == "corpus":
+        return [str(name) for name in pool.corpus]
+    return [f"{name}/{u.speaker_id}" for name, u in zip(pool.corpus, pool.utterances, strict=True)]
+
+
 def _normalize_groups(pool, mode, pad_value):
     """Z-normalises every mel band per corpus or per speaker (`--normalize`).
 
-    Speaker ids are only unique within a corpus, so a speaker's group is
-    (corpus, speaker). No labels are read. Not in the paper: a change we make
-    to reduce the recording-channel and speaker mismatch between corpora.
+    No labels are read. Not in the paper: a change we make to reduce the
+    recording-channel and speaker mismatch between corpora.
     """
     from ser_keras.features.normalization import standardize_per_speaker
 
-    if mode == "corpus":
-        groups = [str(name) for name in pool.corpus]
-    else:
-        groups = [f"{name}/{u.speaker_id}" for name, u in zip(pool.corpus, pool.utterances,
-                                                              strict=True)]
+    groups = _normalization_groups(pool, mode)
     print(f"Standardising every mel band per {mode} ({len(set(groups))} groups).", flush=True)
     return standardize_per_speaker(pool.features, groups, pad_value=pad_value)
 
@@ -623,8 +628,30 @@ def _mix(labelled, unlabelled, fraction, rng):
     unlabelled = np.asarray(unlabelled, dtype=np.int64)
     if fraction is None or len(unlabelled) == 0:
         return np.concatenate([labelled, unlabelled])
-    total = max(1, int(round(len(labelled) * (1.0 - fraction) / fraction)))
+    total = _unlabelled_per_epoch(len(labelled), len(unlabelled), fraction)
     return np.concatenate([labelled, _fill(unlabelled, total, rng)])
+
+
+def _unlabelled_per_epoch(num_labelled, num_unlabelled, fraction):
+    """Unlabelled samples in an epoch of `_mix` (every one once with `fraction` None)."""
+    if fraction is None or num_unlabelled == 0:
+        return num_unlabelled
+    return max(1, int(round(num_labelled * (1.0 - fraction) / fraction)))
+
+
+def _unlabelled_candidates(pool, extra, use_target_audio, added):
+    """Unlabelled training candidates: `extra` (indices, or None) and the targets' audio.
+
+    The labelled target utterances `added` to training are left out.
+    """
+    import numpy as np
+
+    parts = [extra] if extra is not None else []
+    if use_target_audio:
+        parts += list(pool.targets.values())
+    if not parts:
+        return np.zeros(0, np.int64)
+    return np.setdiff1d(np.concatenate(parts), added)
 
 
 def _fill(indices, total, rng):
@@ -893,25 +920,23 @@ def _run_crosslang(context, settings, target_samples):
                     labelled = np.concatenate([train_labelled, added])
                     unlabelled = np.zeros(0, np.int64)
                     if language_head or domain_head:
-                        parts = [extra_all] if use_extra else []
-                        if not args.no_target_audio:
-                            parts += [pool.targets[n] for n in target_names]
-                        if parts:
-                            unlabelled = np.setdiff1d(np.concatenate(parts), added)
+                        unlabelled = _unlabelled_candidates(
+                            pool, extra_all if use_extra else None, not args.no_target_audio,
+                            added,
+                        )
                     train_index = _mix(
                         labelled, unlabelled, args.labelled_fraction,
                         np.random.default_rng(seed + 1),
                     )
                     if setting == "stl" and args.stl_epoch == "matched":
                         # As many samples per epoch (so updates) as mtl_extra's epoch.
-                        parts = [extra_all]
-                        if not args.no_target_audio:
-                            parts += [pool.targets[n] for n in target_names]
-                        matched = _mix(
-                            labelled, np.setdiff1d(np.concatenate(parts), added),
-                            args.labelled_fraction, np.random.default_rng(seed + 1),
+                        candidates = _unlabelled_candidates(
+                            pool, extra_all, not args.no_target_audio, added
                         )
-                        train_index = _fill(labelled, len(matched), np.random.default_rng(seed + 1))
+                        epoch_size = len(labelled) + _unlabelled_per_epoch(
+                            len(labelled), len(candidates), args.labelled_fraction
+                        )
+                        train_index = _fill(labelled, epoch_size, np.random.default_rng(seed + 1))
                     is_labelled = np.isin(train_index, labelled)
                     labels = {"emotion": np.where(is_labelled, pool.emotion[train_index], -1)}
                     languages = sorted(set(pool.language[train_index]))
@@ -1200,8 +1225,11 @@ def _plot_target_samples(path, results, settings, target_names, counts):
 
 
 def _export(best, frontend, label_map, args, data, export_dir, served_statistics=None):
-    """Exports the best multi-task model; with `served_statistics` (`--normalize corpus`)
-    a `BandStandardization` with that corpus's statistics goes in front of it."""
+    """Exports the best multi-task model behind the front-end.
+
+    With `served_statistics` (`--normalize corpus`), a `BandStandardization`
+    holding that corpus's statistics goes in front of the model.
+    """
     import keras
 
     from ser_keras.features.normalization import BandStandardization

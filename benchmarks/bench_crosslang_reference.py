@@ -126,9 +126,9 @@ def run(args) -> int:
     target_specs = cli.corpus_specs(args.target, "--target")
     pool = app._load_pool(labelled_specs, target_specs, [], label_map,
                           cli.cache_dir_of(args), quiet=True)
-    corpus = np.asarray(pool.corpus, dtype=str)
-    speaker = np.asarray([f"{c}/{u.speaker_id}" for c, u in zip(corpus, pool.utterances,
-                                                                   strict=True)])
+    # The app's --normalize groups: corpus, or (corpus, speaker).
+    groups = {mode: np.asarray(app._normalization_groups(pool, mode))
+              for mode in ("corpus", "speaker")}
     out = pathlib.Path(args.out)
     results = {"labelled": args.labelled, "target": args.target, "label_map": label_map.name,
                "units": "percent", "results": {}}
@@ -136,8 +136,7 @@ def run(args) -> int:
         raw = _functionals(pool, feature_set, out / f"functionals_{feature_set}.npz")
         kernel, penalty = CLASSIFIERS[feature_set]
         for mode in NORMALIZATIONS:
-            features = {"none": raw, "corpus": _normalize(raw, corpus),
-                        "speaker": _normalize(raw, speaker)}[mode]
+            features = raw if mode == "none" else _normalize(raw, groups[mode])
             scores = {name: {"ua": [], "wa": []} for name in pool.targets}
             for seed in range(args.seeds):
                 train, _, held_out = app._validation_split(pool, seed, args.validation_fraction)
