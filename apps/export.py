@@ -35,9 +35,6 @@ from ser_keras import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Subpackages whose modules register Keras classes a saved model may use.
-_KERAS_OBJECT_PACKAGES = ("features", "layers", "models", "training", "export")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.app_parser(
@@ -135,31 +132,16 @@ def main(argv=None) -> int:
 
 
 def find_model_file(path) -> pathlib.Path:
-    """The `.keras` file `--model-dir` names: the file, or the one in the folder.
+    """The `.keras` file `--model-dir` names (`ser_keras.export.sources.find_model_file`).
 
-    In a folder, `best.keras` is taken when present (the runner's checkpoint),
-    else the only `.keras` file (interrupted `*.partial.keras` saves ignored).
+    The file; in a folder, `best.keras` when present (the runner's checkpoint),
+    else the only `.keras` file (interrupted `*.partial.keras` saves ignored);
+    in a training run's folder, the fold checkpoint with the best validation
+    score.
     """
-    path = pathlib.Path(path)
-    if path.is_file():
-        if path.suffix != ".keras":
-            raise ValueError(f"--model-dir: {str(path)!r} is not a .keras file.")
-        return path
-    if not path.is_dir():
-        raise ValueError(f"--model-dir: {str(path)!r} does not exist.")
-    if (path / "best.keras").is_file():
-        return path / "best.keras"
-    candidates = sorted(
-        p for p in path.glob("*.keras") if p.is_file() and not p.name.endswith(".partial.keras")
-    )
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ValueError(f"--model-dir: no .keras model in {str(path)!r}.")
-    raise ValueError(
-        f"--model-dir: {str(path)!r} holds several models ({[p.name for p in candidates]}); "
-        "pass the file."
-    )
+    from ser_keras.export.sources import find_model_file as find
+
+    return find(path, option="--model-dir")
 
 
 def parse_labels(values) -> dict:
@@ -206,71 +188,32 @@ def parse_frontend_options(values) -> dict:
     return options
 
 
-def _register_keras_objects():
-    """Imports every ser_keras module that registers Keras classes (for load_model).
-
-    Returns the modules that failed to import, with the error, for the message
-    of a failed load.
-    """
-    import importlib
-    import pkgutil
-
-    failures = []
-    for package_name in _KERAS_OBJECT_PACKAGES:
-        package = importlib.import_module(f"ser_keras.{package_name}")
-        for module in pkgutil.iter_modules(package.__path__, prefix=f"{package.__name__}."):
-            try:
-                importlib.import_module(module.name)
-            except Exception as error:  # noqa: BLE001 - reported if the load then fails
-                failures.append(f"{module.name}: {type(error).__name__}: {error}")
-    return failures
-
-
 def resolve_export_inputs(model_path, args):
     """Front-end, label names, name and metadata from the sidecar and the options."""
-    from ser_keras.export.saved_model import frontend_from_description
-    from ser_keras.export.serving import read_export_sidecar, sidecar_path
+    from ser_keras.export.sources import resolve_model_inputs
 
     # The options first: a mistake in them is reported before anything is read.
     options = parse_frontend_options(args.frontend_option)
     cli_labels = parse_labels(args.labels)
-    sidecar = read_export_sidecar(model_path)
-    where = f"the sidecar {sidecar_path(model_path)}" if sidecar else "no sidecar"
-
-    if args.frontend:
-        description = {"preset": args.frontend, "overrides": options}
-    elif sidecar and sidecar.get("frontend"):
-        description = dict(sidecar["frontend"])
-        if options:
-            if not description.get("preset"):
-                raise ValueError(
-                    f"--frontend-option needs a preset: {where} has a front-end config only; "
-                    "pass --frontend PRESET."
-                )
-            description["overrides"] = {**(description.get("overrides") or {}), **options}
-    else:
-        raise ValueError(
-            f"No front-end for {model_path} ({where}): pass --frontend PRESET (e.g. fu2021), "
-            "or write a sidecar with ser_keras.export.serving.write_export_sidecar."
-        )
-    frontend = frontend_from_description(description)
-
-    label_names = dict((sidecar or {}).get("label_names") or {})
-    label_names.update(cli_labels)
-    if not label_names:
-        raise ValueError(
-            f"No label names for {model_path} ({where}): pass --labels with the emotion "
-            "classes in class-index order, e.g. --labels savee7 or --labels anger,happiness,..."
-        )
-
-    name = args.name or (sidecar or {}).get("name")
+    inputs = resolve_model_inputs(
+        model_path,
+        frontend=args.frontend,
+        frontend_overrides=options,
+        label_names=cli_labels,
+        frontend_hint="pass --frontend PRESET (e.g. fu2021)",
+        labels_hint="pass --labels with the emotion classes in class-index order, e.g. "
+        "--labels savee7 or --labels anger,happiness,...",
+    )
+    sidecar = inputs.sidecar or {}
+    name = args.name or sidecar.get("name")
     if not name:
+        where = f"the sidecar {inputs.sidecar_path}" if inputs.sidecar else "no sidecar"
         raise ValueError(f"No model name ({where}): pass --name.")
 
-    metadata = dict((sidecar or {}).get("metadata") or {})
+    metadata = dict(sidecar.get("metadata") or {})
     metadata["exported_by"] = "apps.export"
     metadata["exported_from"] = str(pathlib.Path(model_path).resolve())
-    return frontend, label_names, name, metadata
+    return inputs.frontend, inputs.label_names, name, metadata
 
 
 def run(args) -> int:
@@ -288,18 +231,10 @@ def run(args) -> int:
     model_path = find_model_file(args.model_dir)
     frontend, label_names, name, metadata = resolve_export_inputs(model_path, args)
 
-    import keras
-
     from ser_keras.export.saved_model import export_saved_model, load_metadata
+    from ser_keras.export.sources import load_keras_model
 
-    failures = _register_keras_objects()
-    try:
-        model = keras.models.load_model(str(model_path), compile=False)
-    except Exception as error:
-        hint = f" Modules that failed to import: {failures}." if failures else ""
-        raise ValueError(f"Cannot load {model_path}: {type(error).__name__}: {error}.{hint}") from (
-            error
-        )
+    model = load_keras_model(model_path)
     print(f"Exporting {model_path} ({type(model).__name__}) as {name!r} ...", flush=True)
     path = export_saved_model(
         model,

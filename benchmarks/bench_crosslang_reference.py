@@ -3,7 +3,8 @@
 The yardstick for `apps.train_crosslang_valence` (paper 000, Table 3): the
 same labelled corpora, targets, label map and, per seed, the same held-out
 validation speaker as the app (the SVM trains on the app's training
-speakers only), with the features a practitioner reaches for first
+speakers only; `ser_keras.experiments.crosslang_valence` makes both
+splits), with the features a practitioner reaches for first
 (openSMILE eGeMAPSv02 or ComParE 2016 functionals, as in
 `../shared/tools/reference_baseline.py`) and an SVM with balanced class
 weights. It reports UAR and WA on every target for three normalisations of
@@ -34,6 +35,7 @@ import time
 import numpy as np
 
 from ser_keras import cli
+from ser_keras.experiments import crosslang_valence as valence
 
 NORMALIZATIONS = ("none", "corpus", "speaker")
 FEATURE_SETS = ("egemaps", "compare")
@@ -57,7 +59,8 @@ def main(argv=None) -> int:
     parser.add_argument("--label-map", default="binary_valence")
     parser.add_argument("--seeds", type=int, default=3,
                         help="Seeds 0..N-1: each holds out the app's validation speakers.")
-    parser.add_argument("--validation-fraction", type=float, default=0.15,
+    parser.add_argument("--validation-fraction", type=float,
+                        default=valence.CrossLanguageValenceConfig.validation_fraction,
                         help="As the app's: share of labelled speakers held out (not trained on).")
     parser.add_argument("--cache-dir", default=None, help="Waveform cache (the apps').")
     parser.add_argument("--out", default="runs/bench_crosslang_reference",
@@ -111,7 +114,6 @@ def run(args) -> int:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from apps import train_crosslang_valence as app
     from ser_keras.corpora.labels import get_label_map
     from ser_keras.evaluation.metrics import (
         mean_and_spread,
@@ -124,10 +126,10 @@ def run(args) -> int:
     label_map = get_label_map(args.label_map)
     labelled_specs = cli.corpus_specs(args.labelled, "--labelled")
     target_specs = cli.corpus_specs(args.target, "--target")
-    pool = app._load_pool(labelled_specs, target_specs, [], label_map,
-                          cli.cache_dir_of(args), quiet=True)
+    pool = valence.load_pool(labelled_specs, target_specs, [], label_map,
+                             cli.cache_dir_of(args), quiet=True)
     # The app's --normalize groups: corpus, or (corpus, speaker).
-    groups = {mode: np.asarray(app._normalization_groups(pool, mode))
+    groups = {mode: np.asarray(valence.normalization_groups(pool, mode))
               for mode in ("corpus", "speaker")}
     out = pathlib.Path(args.out)
     results = {"labelled": args.labelled, "target": args.target, "label_map": label_map.name,
@@ -139,7 +141,9 @@ def run(args) -> int:
             features = raw if mode == "none" else _normalize(raw, groups[mode])
             scores = {name: {"ua": [], "wa": []} for name in pool.targets}
             for seed in range(args.seeds):
-                train, _, held_out = app._validation_split(pool, seed, args.validation_fraction)
+                train, _, held_out = valence.validation_split(
+                    pool, seed, args.validation_fraction
+                )
                 classifier = make_pipeline(
                     StandardScaler(), SVC(kernel=kernel, C=penalty, class_weight="balanced")
                 )

@@ -1,6 +1,6 @@
 """Exported SavedModel vs the Keras model: single-utterance latency, batch-64 throughput.
 
-For each model preset (attention CNN-BLSTM, Fu et al. 2021; default
+For each model preset (attention CNN-BLSTM, Fu et al. 2020; default
 `fu2021_cpu`, and `fu2021`, the paper's sizes) this builds the multi-task model
 (7 emotions, 3 speakers; untrained weights: the cost does not depend on their
 values), exports it behind the `fu2021` LogMel front-end with
@@ -169,7 +169,7 @@ def methods(end_to_end, loaded):
 def batch_of(waveforms):
     from ser_keras.export.serving import waveform_batch
 
-    return waveform_batch(waveforms)
+    return waveform_batch(waveforms, sample_rate=SAMPLE_RATE)
 
 
 def timed(function, inputs):

@@ -1,6 +1,6 @@
 """Training throughput of the attention CNN-BLSTM on CPU, with and without XLA.
 
-Builds the multi-task model (emotion + speaker heads, Fu et al. 2021) twice
+Builds the multi-task model (emotion + speaker heads, Fu et al. 2020) twice
 from the same preset and seed, one compiled with `jit_compile=False` (the
 traced TensorFlow graph) and one with `jit_compile=True` (XLA), and times
 `train_on_batch` on the same fixed batches of random log-mel features, in

@@ -7,8 +7,12 @@ protocol, report and export. What they have in common lives here, once:
   (`add_common_arguments`: `--seed`, `--out`, `--export-dir`, `--no-export`,
   `--resume`, `--cache-dir`, `--synthetic-per-emotion`, `--quiet`,
   `--strategy`);
-* `run_main`, the `main()` of every app: bad input ends as `error: ...` on
-  stderr and exit status 2, never as a traceback;
+* `run_main`, the `main()` of every app: bad input (a `ValueError`) and the
+  machine's state (an `OSError`: a read-only folder, a full disk) end as one
+  `error: ...` line on stderr and exit status 2, never as a traceback;
+  `check_output_folder` refuses an unusable output folder before any work;
+* the help texts (`DefaultsHelpFormatter`: a default shown only where it
+  says something); building a parser imports no TensorFlow;
 * checks of argument values that name the option and the value received
   (`check_at_least`, `check_fraction`, `parse_name_list`, and the argparse
   types `positive_int` / `non_negative_int`);
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import os
 import pathlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -36,9 +42,41 @@ RESUME_HELP = "Continue an interrupted run in --out."
 REDUCED_NOTE = (
     " -- a REDUCED configuration for a CPU, not the paper's; use --preset paper for that."
 )
+STRATEGIES = ("none", "mirrored", "multiworker")
+"""Names of `--strategy` (`ser_keras.training.distribute.get_strategy` builds them)."""
+STRATEGY_HELP = (
+    "tf.distribute strategy: none (one device), mirrored (every local GPU, gradients "
+    "all-reduced), multiworker (several hosts, each started with its own TF_CONFIG). "
+    "--batch-size stays the global batch, split over the replicas."
+)
 
 
 # ----------------------------------------------------------------- parsers
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help, only where it tells something.
+
+    Unlike `argparse.ArgumentDefaultsHelpFormatter`, nothing is appended when
+    the default is None or False (an option not given, a flag not set: no
+    "(default: None)") or an empty string or list, nor when the help text
+    already speaks of its default (it contains "default", in any case).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or (isinstance(default, (str, list, tuple)) and not default)
+            or "default" in text.lower()
+        ):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+        return text
 
 
 def app_parser(name: str, description: str, *, show_defaults: bool = True):
@@ -47,8 +85,8 @@ def app_parser(name: str, description: str, *, show_defaults: bool = True):
     Args:
         name: The app's module name in `apps/`.
         description: What the app does (shown by `--help`).
-        show_defaults: Append every option's default to its help text
-            (`argparse.ArgumentDefaultsHelpFormatter`).
+        show_defaults: Append an option's default to its help text where it
+            tells something (`DefaultsHelpFormatter`).
 
     Returns:
         An `argparse.ArgumentParser`.
@@ -56,9 +94,7 @@ def app_parser(name: str, description: str, *, show_defaults: bool = True):
     return argparse.ArgumentParser(
         prog=f"python -m apps.{name}",
         description=description,
-        formatter_class=(
-            argparse.ArgumentDefaultsHelpFormatter if show_defaults else argparse.HelpFormatter
-        ),
+        formatter_class=DefaultsHelpFormatter if show_defaults else argparse.HelpFormatter,
     )
 
 
@@ -79,7 +115,8 @@ def add_common_arguments(
     `--export-dir` (default `saved_models`) and `--no-export` (when
     `export_help` is given), `--resume`, `--cache-dir`,
     `--synthetic-per-emotion` (when `synthetic_help` is given), `--quiet` and
-    `--strategy none|mirrored|multiworker` (`add_strategy_argument`).
+    `--strategy none|mirrored|multiworker` (`add_strategy_argument`). Nothing
+    here imports TensorFlow, so that `--help` answers at once.
 
     Args:
         parser: The app's parser.
@@ -106,9 +143,25 @@ def add_common_arguments(
         parser.add_argument("--synthetic-per-emotion", type=int, help=synthetic_help)
     parser.add_argument("--quiet", action="store_true", help="No per-epoch progress lines.")
     if strategy:
-        from ser_keras.training.distribute import add_strategy_argument
-
         add_strategy_argument(parser)
+
+
+def add_strategy_argument(parser: argparse.ArgumentParser, default: str = "none") -> None:
+    """Adds `--strategy {none,mirrored,multiworker}` to an app's argument parser.
+
+    (Here rather than in `ser_keras.training.distribute`, which imports
+    TensorFlow: building a parser must not.)
+
+    Args:
+        parser: The app's parser.
+        default: The default strategy name.
+
+    Raises:
+        ValueError: `default` is not one of `STRATEGIES`.
+    """
+    if default not in STRATEGIES:
+        raise ValueError(f"Unknown default strategy {default!r}; expected one of {STRATEGIES}.")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=default, help=STRATEGY_HELP)
 
 
 def run_main(
@@ -128,20 +181,145 @@ def run_main(
         run: The app's body, `run(args) -> exit status`.
         argv: The arguments (None: `sys.argv[1:]`).
         errors: More exception types reported the same way as `ValueError`
-            and `FileNotFoundError` (e.g. a tool that failed to start).
+            and `OSError` (e.g. a tool that failed to start).
 
     Returns:
-        `run`'s exit status, or 2 after printing the error on stderr.
+        `run`'s exit status, or 2 after printing the error on stderr: a
+        `ValueError` (a user's mistake) or an `OSError` (the machine's state:
+        an `--out` that is a file, a read-only folder, a full disk), which
+        is printed as one line naming the path (`os_error_message`).
     """
+    from ser_keras.utils.native_logs import quiet_native_logs
+
     args = parser.parse_args(argv)
     try:
-        return run(args)
-    except (ValueError, FileNotFoundError, *errors) as error:
-        print(f"error: {error}", file=sys.stderr)
+        # TensorFlow's CUDA start-up lines are noise on a CPU-only machine.
+        with quiet_native_logs():
+            return run(args)
+    except (ValueError, OSError, *errors) as error:
+        from ser_keras.experiments.config import ConfigError
+
+        if isinstance(error, ConfigError):
+            message = error.as_option()
+        elif isinstance(error, OSError):
+            message = os_error_message(error)
+        else:
+            message = str(error)
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
+# What the machine's state means for the run, by errno (strerror says the rest).
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "no permission: choose a folder you may write to",
+    errno.EEXIST: "a file is where a folder is needed",
+    errno.ENOTDIR: "a file is where a folder is needed",
+    errno.EISDIR: "a folder is where a file is needed",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an `OSError`: the path (`error.filename`), what failed, a hint.
+
+    Args:
+        error: The error, e.g. `OSError(errno.ENOSPC, "No space left on
+            device", "runs/x/history.csv")`.
+
+    Returns:
+        `"<path>: <strerror> (<hint>)"`, e.g. `"runs/x: File exists (a file
+        is where a folder is needed)"`; `str(error)` when the error carries
+        neither an errno nor a path (a message of its own).
+    """
+    if error.errno is None and error.filename is None:
+        return str(error)
+    text = error.strerror or str(error)
+    hint = _OS_ERROR_HINTS.get(error.errno)
+    if hint:
+        text = f"{text} ({hint})"
+    if error.filename is None:
+        return text
+    path = os.fsdecode(error.filename) if isinstance(error.filename, bytes) else error.filename
+    if error.filename2 is not None:
+        return f"{path} -> {error.filename2}: {text}"
+    return f"{path}: {text}"
+
+
+def check_output_folder(option: str, path) -> pathlib.Path:
+    """Checks, before any data is loaded, that an output folder can be written.
+
+    The folder may exist (then it must be a folder one may write in) or not
+    (then its nearest existing parent must be a folder one may write in, so
+    that it can be created). Call it for `--out`, `--export-dir` and the
+    like right after parsing, so that a wrong path fails at once.
+
+    Args:
+        option: The option's name, for the message (e.g. `"--out"`).
+        path: The folder as given.
+
+    Returns:
+        `path` as a `pathlib.Path` (`~` expanded).
+
+    Raises:
+        ValueError: The path (or a parent) is an existing file or a broken
+            symbolic link, or the folder or its nearest existing parent is
+            not writable; the message names the option and the path.
+    """
+    path = pathlib.Path(path).expanduser()
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            raise ValueError(
+                f"{option} {str(path)!r}: {str(existing)!r} is a broken symbolic link."
+            )
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        if existing == path:
+            raise ValueError(f"{option} must be a folder, but {str(path)!r} is a file.")
+        raise ValueError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            reason = "the folder is not writable"
+        else:
+            reason = f"its nearest existing parent {str(existing)!r} is not writable"
+        raise ValueError(f"{option} {str(path)!r} cannot be written: {reason}.")
+    return path
+
+
 # ------------------------------------------------------------------ values
+
+
+def config_from_args(config_class, args, **fields):
+    """Builds an experiment configuration from parsed arguments.
+
+    Every option whose destination is a field of `config_class` and whose
+    value is not None overrides the preset (`args.preset`); `--no-export`
+    sets `export_dir` to None. A value the configuration refuses raises its
+    `ConfigError`, which `run_main` prints with the option's name
+    (`error: --epochs must be ...`), before any data is read.
+
+    Args:
+        config_class: An `ExperimentConfig` subclass.
+        args: The parsed arguments.
+        **fields: Fields set explicitly (they win over `args`).
+
+    Returns:
+        A validated `config_class` instance.
+    """
+    names = {field.name for field in dataclasses.fields(config_class)} - {"preset"}
+    given = {
+        name: getattr(args, name)
+        for name in names
+        if getattr(args, name, None) is not None
+    }
+    if getattr(args, "no_export", False):
+        given["export_dir"] = None
+    given.update(fields)
+    return config_class(preset=getattr(args, "preset", "quick"), **given)
 
 
 def positive_int(text: str) -> int:
@@ -290,6 +468,7 @@ def synthetic_corpus_spec(
     num_speakers: int = 4,
     per_speaker: int | None = None,
     via_manifest: bool = False,
+    progress: bool = True,
 ):
     """Generates (or reuses) a synthetic eSpeak NG corpus; returns its `CorpusSpec`.
 
@@ -298,16 +477,18 @@ def synthetic_corpus_spec(
 
     Args:
         root: Where the corpora live (`synthetic_root(cache_dir)`).
-        layout: "savee", "emodb" (emotional speech, `per_emotion` utterances
-            per speaker and emotion) or "folder" (unlabelled speech in
+        layout: "savee", "emodb", "urdu" (emotional speech, `per_emotion`
+            utterances per speaker and emotion) or "folder" (unlabelled speech in
             `language`, `num_speakers` speakers x `per_speaker` utterances).
         seed: The generator's seed.
-        per_emotion: savee / emodb size.
+        per_emotion: savee / emodb / urdu size.
         language: folder: ISO 639-1 code.
         num_speakers: folder: speakers (alternating male and female voices).
         per_speaker: folder: utterances per speaker.
         via_manifest: folder: give the corpus through its manifest, which
             records the voices' genders (`folder:LANG:DIR` knows none).
+        progress: Show a progress bar on stderr while utterances are
+            synthesised (pass `not args.quiet`).
 
     Returns:
         A `CorpusSpec`.
@@ -316,15 +497,21 @@ def synthetic_corpus_spec(
     from ser_keras.corpora.spec import CorpusSpec
 
     root = pathlib.Path(root)
-    if layout in ("savee", "emodb"):
+    makers = {
+        "savee": synthetic.make_savee_corpus,
+        "emodb": synthetic.make_emodb_corpus,
+        "urdu": synthetic.make_urdu_corpus,
+    }
+    if layout in makers:
         if per_emotion is None:
             raise ValueError(f"The {layout} layout needs per_emotion. Received: None")
         directory = root / f"{layout}_seed{seed}_n{per_emotion}"
-        make = synthetic.make_savee_corpus if layout == "savee" else synthetic.make_emodb_corpus
-        make(directory, seed=seed, per_emotion=per_emotion)
+        makers[layout](directory, seed=seed, per_emotion=per_emotion, progress=progress)
         return CorpusSpec(layout, directory)
     if layout != "folder":
-        raise ValueError(f"Unknown synthetic layout {layout!r}; expected savee, emodb or folder.")
+        raise ValueError(
+            f"Unknown synthetic layout {layout!r}; expected savee, emodb, urdu or folder."
+        )
     if language is None or per_speaker is None:
         raise ValueError(
             "The folder layout needs language and per_speaker. Received: "
@@ -332,7 +519,12 @@ def synthetic_corpus_spec(
         )
     directory = root / f"folder_{language}_seed{seed}_s{num_speakers}_n{per_speaker}"
     corpus = synthetic.make_folder_corpus(
-        directory, language, seed=seed, num_speakers=num_speakers, per_speaker=per_speaker
+        directory,
+        language,
+        seed=seed,
+        num_speakers=num_speakers,
+        per_speaker=per_speaker,
+        progress=progress,
     )
     if via_manifest:
         return CorpusSpec("manifest", pathlib.Path(corpus.manifest_path))

@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
+import stat
 
 import numpy as np
 
@@ -67,17 +69,40 @@ RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 AUDIO_ERROR_KINDS = (
     "missing",  # no such file
     "unsupported_format",  # extension of no audio format soundfile reads
-    "unreadable",  # libsndfile cannot decode it (corrupt, truncated, not audio)
+    "unreadable",  # libsndfile cannot decode it (corrupt, cut short inside a header, not audio)
     "unsupported_encoding",  # 8-bit PCM
-    "empty",  # zero samples
+    "truncated",  # the header announces more audio than the file holds
+    "empty",  # zero bytes or zero samples
     "non_finite",  # NaN or infinite samples
     "silent",  # peak below the silence floor
     "too_short",  # shorter than min_duration after trimming
 )
 
 # Bump when the decoding below changes its output, so that caches keyed on
-# the decoding options (ser_keras.data.cache) rebuild.
+# the decoding options (ser_keras.data.cache) rebuild. (Not bumped for the
+# truncation and empty-file checks: the corpus listings apply them before a
+# file reaches the cache, so no cached entry is read for such a file.)
 DECODER_VERSION = 1
+
+# Bytes per sample of the encodings whose size is fixed, to turn the bytes a
+# truncated file lacks into frames.
+_SUBTYPE_BYTES = {
+    "PCM_S8": 1,
+    "PCM_U8": 1,
+    "ULAW": 1,
+    "ALAW": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+}
+# libsndfile's header log line of a data chunk larger than the rest of the
+# file: "data : 32000 (should be 15978)" (WAV), "SSND : ..." (AIFF).
+_SHORT_DATA_CHUNK = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+# A data size at least this large is a stream written without knowing its
+# length (0xFFFFFFFF, sox's 0x7FFFF000...), not a truncated file.
+_UNKNOWN_DATA_SIZE = 0x7FFF0000
 
 
 def _audio_extensions() -> tuple[str, ...]:
@@ -226,11 +251,83 @@ def _check_path(path) -> str:
             f"unsupported file extension {shown}; audio files are {', '.join(AUDIO_EXTENSIONS)}",
             "unsupported_format",
         )
-    if not os.path.exists(path):
-        raise AudioError(path, "file not found", "missing")
-    if os.path.isdir(path):
-        raise AudioError(path, "is a folder, not an audio file", "unreadable")
+    check_file(path)
     return path
+
+
+def check_file(path) -> None:
+    """Checks that `path` is a file holding some bytes, before it is decoded.
+
+    One home for these reasons: `load_audio` (and so the waveform cache
+    training reads) and the corpus listings (`ser_keras.corpora.scan`) give
+    the same words.
+
+    Args:
+        path: The file.
+
+    Raises:
+        AudioError: a missing file or a broken symbolic link (kind
+            `"missing"`), a folder or a file that cannot be read
+            (`"unreadable"`), a file of 0 bytes (`"empty"`).
+    """
+    path = os.fspath(path)
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise AudioError(
+                path,
+                f"broken symbolic link: its target {os.readlink(path)!r} does not exist",
+                "missing",
+            ) from None
+        raise AudioError(path, "file not found", "missing") from None
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise AudioError(path, f"cannot read the file: {reason}", "unreadable") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise AudioError(path, "is a folder, not an audio file", "unreadable")
+    if status.st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)", "empty")
+
+
+def check_not_truncated(path, info) -> None:
+    """Checks that a file holds all the audio its header announces.
+
+    libsndfile opens a WAV or AIFF file cut short (an interrupted copy or
+    download) without an error and reads the frames that are there; only
+    its header log tells. Such a file is refused rather than used in part.
+
+    Args:
+        path: The file, for the error.
+        info: The open `soundfile.SoundFile` or `soundfile.info(path)`
+            (anything with `frames`, `channels`, `subtype`, `extra_info`).
+
+    Raises:
+        AudioError: kind `"truncated"`, with the reason
+            `"truncated: header says N frames, file holds M"`.
+    """
+    match = _SHORT_DATA_CHUNK.search(getattr(info, "extra_info", "") or "")
+    if match is None:
+        return
+    chunk, declared, held = match.group(1), int(match.group(2)), int(match.group(3))
+    if declared >= _UNKNOWN_DATA_SIZE or declared <= held:
+        return
+    sample_bytes = _SUBTYPE_BYTES.get(info.subtype)
+    if sample_bytes is None:
+        raise AudioError(
+            os.fspath(path),
+            f"truncated: header says {declared} bytes of audio, file holds {held}",
+            "truncated",
+        )
+    if chunk == "SSND":  # AIFF's sound data chunk starts with 8 bytes of offset and block size
+        declared -= 8
+    header_frames = declared // (sample_bytes * max(1, int(info.channels)))
+    if header_frames > info.frames:  # a missing pad byte is no missing audio
+        raise AudioError(
+            os.fspath(path),
+            f"truncated: header says {header_frames} frames, file holds {int(info.frames)}",
+            "truncated",
+        )
 
 
 def audio_info(path) -> AudioInfo:
@@ -282,6 +379,7 @@ def _decode(path: str) -> tuple[np.ndarray, int]:
                     f"{sound.subtype}) is not supported; convert it to 16-bit PCM",
                     "unsupported_encoding",
                 )
+            check_not_truncated(path, sound)
             sample_rate = int(sound.samplerate)
             samples = sound.read(dtype="float32", always_2d=True)
     except AudioError:
@@ -309,13 +407,13 @@ def load_audio(
     """Decodes an audio file into a mono float32 waveform.
 
     Steps: decode (any format soundfile reads: WAV, FLAC, OGG Vorbis/Opus,
-    AIFF, MP3...) to float32 in [-1, 1]; reject 8-bit PCM, empty files and
-    NaN/inf samples; mix all channels to mono by averaging them (stereo is
-    fine; channels in opposite phase cancel); reject a file whose peak is
-    below `silence_floor_db`; resample to `sample_rate` with soxr; trim
-    leading and trailing non-speech (see `trim_silence`); reject a result
-    shorter than `min_duration`. The level is left as recorded (no
-    normalisation).
+    AIFF, MP3...) to float32 in [-1, 1]; reject 8-bit PCM, empty files,
+    files cut short (`check_not_truncated`) and NaN/inf samples; mix all
+    channels to mono by averaging them (stereo is fine; channels in opposite
+    phase cancel); reject a file whose peak is below `silence_floor_db`;
+    resample to `sample_rate` with soxr; trim leading and trailing non-speech
+    (see `trim_silence`); reject a result shorter than `min_duration`. The
+    level is left as recorded (no normalisation).
 
     Args:
         path: The audio file.
@@ -532,6 +630,8 @@ __all__ = [
     "AudioInfo",
     "AudioOptions",
     "audio_info",
+    "check_file",
+    "check_not_truncated",
     "frame_energy_db",
     "is_audio_path",
     "load_audio",

@@ -9,13 +9,15 @@ speaking rate and recording level, and every file gets a little background
 noise and gain variation: the labels are learnable speaker-independently, but
 not trivially.
 
-Three layouts are written, each readable by the package's corpus loaders:
+These layouts are written, each readable by the package's corpus loaders:
 
 - `savee`: `AudioData/{DC,JE,JK,KL}/{a,d,f,h,n,sa,su}NN.wav`, four male
   British English voices, seven emotions;
 - `emodb`: `wav/03a01Fa.wav`, EMO-DB's ten speaker ids with their genders
   (German voices), its ten text ids and seven emotion letters;
-- `folder`: unlabelled speech in one language, `<speaker>/<speaker>_NNN.wav`.
+- `folder`: unlabelled speech in one language, `<speaker>/<speaker>_NNN.wav`;
+- `urdu` (`make_urdu_corpus`): `{Angry,Happy,Neutral,Sad}/SM1_F01_A001.wav`,
+  URDU's layout, Urdu voices, four emotions.
 
 Every corpus folder also gets `manifest.csv` (path, speaker, emotion, gender,
 language, corpus, naturalness; paths relative to the folder) and
@@ -226,6 +228,24 @@ EMODB_TEXTS = {
     "b09": "Ich will das eben wegbringen und dann mit Karl was trinken gehen",
     "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen",
 }
+
+# URDU: its four emotion folders and file-name letters; voice variants of its
+# synthetic speakers (SM1, SF2, SM3, ... alternating genders).
+URDU_EMOTION_FOLDERS = {
+    "anger": "Angry",
+    "happiness": "Happy",
+    "neutral": "Neutral",
+    "sadness": "Sad",
+}
+URDU_EMOTION_CODES = {"anger": "A", "happiness": "H", "neutral": "N", "sadness": "S"}
+URDU_VARIANTS = (
+    ("m1", "male"),
+    ("f1", "female"),
+    ("m3", "male"),
+    ("f2", "female"),
+    ("m4", "male"),
+    ("f3", "female"),
+)
 
 # Voice variants of the `folder` layout's speakers, alternating genders.
 FOLDER_VARIANTS = (
@@ -1216,9 +1236,18 @@ def _generate(
     utterances, files, durations, failures = [], {}, {}, []
     iterator = plans
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
-        iterator = tqdm(plans, desc=f"synthetic {layout}", unit="utt")
+        # One line on stderr that ends as "synthesising savee corpus: 100%|...| 84/84
+        # [00:12<00:00, 6.9utt/s]": how many utterances, how long it took.
+        iterator = tqdm(
+            plans,
+            desc=f"synthesising {layout} corpus",
+            total=len(plans),
+            unit="utt",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
     for plan in iterator:
         speaker = plan.speaker
         if speaker.speaker not in voices:
@@ -1290,6 +1319,28 @@ def _emodb_plans(per_emotion: int) -> list[_Plan]:
                         speaker,
                         label,
                         EMODB_TEXTS[text_id],
+                    )
+                )
+    return plans
+
+
+def _urdu_plans(per_emotion: int, num_speakers: int) -> list[_Plan]:
+    sentences = SENTENCES["ur"]
+    plans = []
+    for number, (variant, gender) in enumerate(URDU_VARIANTS[:num_speakers], start=1):
+        speaker = SyntheticSpeaker(f"S{'M' if gender == 'male' else 'F'}{number}", gender, "ur",
+                                   variant)
+        file_number = 0
+        for label, folder in URDU_EMOTION_FOLDERS.items():
+            for index in range(per_emotion):
+                file_number += 1
+                plans.append(
+                    _Plan(
+                        f"{folder}/{speaker.speaker}_F{file_number:02d}_"
+                        f"{URDU_EMOTION_CODES[label]}{index + 1:03d}.wav",
+                        speaker,
+                        label,
+                        sentences[(number + index) % len(sentences)],
                     )
                 )
     return plans
@@ -1422,6 +1473,66 @@ def make_emodb_corpus(
         sample_rate,
         "emodb",
         "acted",
+        synthesizer,
+        progress,
+        force,
+    )
+
+
+def make_urdu_corpus(
+    out_dir,
+    seed: int = 0,
+    per_emotion: int = 15,
+    num_speakers: int = 6,
+    sample_rate: int | None = None,
+    *,
+    synthesizer: EspeakSynthesizer | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> SyntheticCorpus:
+    """Writes a URDU-shaped corpus: `{Angry,Happy,Neutral,Sad}/SM1_F01_A001.wav`.
+
+    Urdu voices (eSpeak NG `ur`, variants of alternating gender), speakers
+    `SM1`, `SF2`, `SM3`, ... (`S` + gender letter + number, as in URDU), four
+    emotions in URDU's folders; the file name is the speaker, `F` + the
+    speaker's file number and the emotion letter (A, H, N, S) + a running
+    number, what `ser_keras.corpora.urdu.load_urdu` reads. Utterance k of a
+    speaker's emotion speaks sentence (speaker number + k) of the Urdu list.
+    The corpora are "natural" (URDU is talk-show speech), though rendered
+    with acted prosody.
+
+    Args:
+        out_dir: The corpus folder (created).
+        seed: Random seed; the same seed writes identical files.
+        per_emotion: Utterances per speaker and emotion (1-999).
+        num_speakers: Speakers (1-6).
+        sample_rate: Sample rate of the files; default eSpeak's 22050 Hz.
+        synthesizer: An `EspeakSynthesizer`; default the shared one.
+        progress: Show a progress bar.
+        force: Regenerate even when a complete corpus is there.
+
+    Returns:
+        A `SyntheticCorpus`.
+
+    Reference:
+        Latif, S., Qayyum, A., Usman, M., Qadir, J. "Cross lingual speech
+        emotion recognition: Urdu vs. Western languages", FIT 2018.
+    """
+    seed = _check_count("seed", seed, minimum=0)
+    per_emotion = _check_count("per_emotion", per_emotion, maximum=999)
+    num_speakers = _check_count("num_speakers", num_speakers, maximum=len(URDU_VARIANTS))
+    sample_rate = _check_sample_rate(sample_rate)
+    plans = _urdu_plans(per_emotion, num_speakers)
+    parameters = {"per_emotion": per_emotion, "num_speakers": num_speakers}
+    return _generate(
+        "urdu",
+        out_dir,
+        plans,
+        parameters,
+        seed,
+        sample_rate,
+        "urdu",
+        "natural",
         synthesizer,
         progress,
         force,

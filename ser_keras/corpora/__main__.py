@@ -3,12 +3,22 @@
     python -m ser_keras.corpora describe emodb ../shared/data/emodb
     python -m ser_keras.corpora describe folder ../shared/data/bangla --language bn \
         --speaker-pattern '^[A-Za-z]+' --json
+
+`describe` reports what training uses: the loader's listing, then the
+waveform cache's decision on every file (`WaveformCache.check`: the same
+decoding and checks as training, so silent, NaN, 8-bit, too-short and
+undecodable files are skipped with training's reasons). Each file is decoded
+once and cached, so the training run that follows reads it back;
+`--headers-only` reads the file headers alone (fast, but those files count as
+usable).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import pathlib
 import sys
 
 from ser_keras.corpora import CORPUS_KINDS, load_corpus, loader_options
@@ -43,7 +53,42 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument(
         "--include-song", action="store_true", help="'ravdess': read song files too"
     )
+    describe.add_argument(
+        "--cache-dir",
+        help="the training apps' cache, whose waveform cache decides which files are "
+        "usable (default: $SER_KERAS_CACHE or ~/.cache/ser_keras)",
+    )
+    describe.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="read only the file headers (fast): silent, NaN, 8-bit, too short and "
+        "undecodable files, which training skips, then count as usable",
+    )
     return parser
+
+
+def check_audio(listing, cache_dir=None, progress: bool = False):
+    """The listing with only the utterances training uses (the waveform cache's checks).
+
+    Args:
+        listing: A `CorpusListing`.
+        cache_dir: The apps' `--cache-dir` (None: `default_cache_dir()`); the
+            waveform cache is its `waveforms` folder, as in the apps.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        A `CorpusListing` whose `skipped` holds the listing's and the
+        cache's skipped files, in path order.
+    """
+    from ser_keras.data.cache import WaveformCache, default_cache_dir
+
+    root = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    usable, skipped = WaveformCache(root / "waveforms").check(listing.utterances, progress)
+    return dataclasses.replace(
+        listing,
+        utterances=usable,
+        skipped=sorted([*listing.skipped, *skipped], key=lambda item: item.path),
+    )
 
 
 def _options(arguments) -> dict:
@@ -69,7 +114,10 @@ def main(argv=None) -> int:
     except ValueError as error:  # CorpusError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    if not arguments.headers_only:
+        listing = check_audio(listing, arguments.cache_dir, progress=sys.stderr.isatty())
     summary = describe_listing(listing)
+    summary["audio_checked"] = not arguments.headers_only
     if arguments.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:

@@ -9,7 +9,7 @@ metrics) and is counted by `LabelMap.unmapped_counts`, never dropped silently.
 Maps (`get_label_map(name)`):
 - `savee7`: SAVEE's seven emotions (also EMOVO's seven, joy = happiness).
 - `common6`: the six emotions SAVEE shares with EMO-DB; EMO-DB boredom and
-  SAVEE surprise become -1 (Fu et al. 2021, paper 004, Section 4.3).
+  SAVEE surprise become -1 (Fu et al. 2020, paper 004, Section 4.3).
 - `emodb7`: EMO-DB's seven emotions.
 - `four_class`: neutral, happiness, sadness, anger, with IEMOCAP "excited"
   merged into happiness (the 5531-utterance IEMOCAP set of papers 000, 002,
@@ -211,6 +211,19 @@ LABEL_MAPS = {
 
 LABEL_MAP_NAMES = tuple(LABEL_MAPS)
 
+# The label map of each labelled corpus kind (the loaders' canonical labels ->
+# that corpus's own classes): what an experiment uses unless told otherwise.
+# IEMOCAP merges excited into happy (its usual 4-class use, paper 003 Section 3).
+DEFAULT_LABEL_MAPS = {
+    "savee": "savee7",
+    "emodb": "emodb7",
+    "emovo": "savee7",
+    "iemocap": "four_class",
+    "urdu": "four_class",
+    "ravdess": "ravdess8",
+    "turev": "turev4",
+}
+
 
 def get_label_map(name: str) -> LabelMap:
     """Returns the label map called `name` (one of `LABEL_MAP_NAMES`).
@@ -224,3 +237,21 @@ def get_label_map(name: str) -> LabelMap:
         raise ValueError(
             f"Unknown label map. Expected one of {', '.join(LABEL_MAP_NAMES)}. Received: {name!r}"
         ) from None
+
+
+def default_label_map(kind: str) -> LabelMap:
+    """The label map of a labelled corpus kind (`DEFAULT_LABEL_MAPS`).
+
+    Args:
+        kind: A corpus kind, e.g. "emodb".
+
+    Raises:
+        ValueError: A kind without emotion labels of its own (manifest,
+            folder, librispeech) or an unknown kind, naming it.
+    """
+    if kind not in DEFAULT_LABEL_MAPS:
+        raise ValueError(
+            f"No default label map for corpus kind {kind!r}; kinds with one: "
+            f"{', '.join(DEFAULT_LABEL_MAPS)}. Give a label map by name."
+        )
+    return get_label_map(DEFAULT_LABEL_MAPS[kind])

@@ -14,7 +14,12 @@ import pathlib
 import re
 from collections.abc import Callable, Iterable
 
-from ser_keras.audio.io import KNOWN_AUDIO_EXTENSIONS
+from ser_keras.audio.io import (
+    KNOWN_AUDIO_EXTENSIONS,
+    AudioError,
+    check_file,
+    check_not_truncated,
+)
 from ser_keras.corpora.records import CorpusError, CorpusListing, SkippedFile, Utterance
 
 # File name endings read as audio (formats libsndfile decodes). Other files
@@ -69,8 +74,14 @@ def absolute_path(path) -> pathlib.Path:
 
 
 def is_audio_file(path: pathlib.Path) -> bool:
-    """Whether `path` is a file whose name ends like an audio file."""
-    return path.suffix.lower() in KNOWN_AUDIO_EXTENSIONS and path.is_file()
+    """Whether `path` is a file whose name ends like an audio file.
+
+    A broken symbolic link with such a name counts too, so that a listing
+    reports it as skipped (with the reason) instead of losing it silently.
+    """
+    if path.suffix.lower() not in KNOWN_AUDIO_EXTENSIONS:
+        return False
+    return path.is_file() or (path.is_symlink() and not path.exists())
 
 
 def find_audio_files(root: pathlib.Path, recursive: bool = True) -> list[pathlib.Path]:
@@ -102,11 +113,21 @@ def match_file_name(pattern, path: pathlib.Path, layout: str, text: str | None =
 def read_duration(path: pathlib.Path) -> float:
     """Reads the duration in seconds from the file header.
 
+    The file checks are `load_audio`'s (`ser_keras.audio.io.check_file`,
+    `check_not_truncated`), so a listing and the waveform cache give the same
+    reasons.
+
     Raises:
-        SkipFile: When the header cannot be read or the file holds no samples.
+        SkipFile: When the file is missing (a broken symbolic link
+            included), empty (0 bytes), its header cannot be read, it holds no
+            samples, or it holds fewer frames than its header announces.
     """
     import soundfile
 
+    try:
+        check_file(path)
+    except AudioError as error:
+        raise SkipFile(error.reason) from None
     try:
         info = soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError) as error:
@@ -114,6 +135,10 @@ def read_duration(path: pathlib.Path) -> float:
         raise SkipFile(f"unreadable audio header: {message}") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise SkipFile(f"audio file holds no samples (frames={info.frames})")
+    try:
+        check_not_truncated(path, info)
+    except AudioError as error:
+        raise SkipFile(error.reason) from None
     return info.frames / info.samplerate
 
 

@@ -18,7 +18,9 @@ def describe_listing(listing: CorpusListing) -> dict:
         utterances only), `unlabelled` (count), `languages`, `genders`
         (None counted as "unknown") and `naturalness` (value -> count),
         `duration_seconds` (sum of the header durations), `skipped` and
-        `warnings` (lists of `{path, reason}`).
+        `warnings` (lists of `{path, reason}`). (`python -m ser_keras.corpora
+        describe` adds `audio_checked`: whether the waveform cache's checks
+        were applied.)
     """
     utterances = listing.utterances
 
@@ -68,4 +70,9 @@ def format_summary(summary: dict, max_listed: int = 20) -> str:
         lines.extend(f"  {item['path']}: {item['reason']}" for item in items[:max_listed])
         if len(items) > max_listed:
             lines.append(f"  ... and {len(items) - max_listed} more (--json lists all)")
+    if summary.get("audio_checked") is False:
+        lines.append(
+            "note        headers only: files that training skips after decoding them "
+            "(silent, NaN, 8-bit, too short) are counted as usable"
+        )
     return "\n".join(lines)

@@ -8,7 +8,8 @@ on the file's absolute path, size and modification time, so a file that
 changes is decoded again; a change of any decoding option selects another
 folder of entries. Files that cannot be used are remembered too (with the
 reason), so that a bad file is not decoded again on every run until it
-changes.
+changes. `WaveformCache.check(utterances)` makes the same decision without
+holding the waveforms: what `python -m ser_keras.corpora describe` reports.
 
 Layout under `directory` (default `default_cache_dir() / "waveforms"`):
 
@@ -45,7 +46,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ser_keras.audio.io import DECODER_VERSION, AudioError, AudioOptions, load_audio
+from ser_keras.audio.io import (
+    DECODER_VERSION,
+    AudioError,
+    AudioOptions,
+    check_file,
+    load_audio,
+)
 from ser_keras.corpora.records import SkippedFile, Utterance
 from ser_keras.utils.atomic import write_file_atomic
 
@@ -112,6 +119,7 @@ class _Slot:
     stem: str | None = None  # entry name without suffix; None when not cacheable
     waveform: np.ndarray | None = None
     reason: str | None = None
+    usable: bool = False  # decodes (or decoded) to a waveform
 
 
 class WaveformCache:
@@ -228,6 +236,65 @@ class WaveformCache:
             every entry already decoded has been written.
         """
         utterances = list(utterances)
+        slots, num_from_cache, num_decoded = self._resolve(utterances, progress, keep=True)
+        kept, waveforms, skipped = [], [], []
+        for utterance, slot, first in _by_utterance(utterances, slots):
+            if slot.usable:
+                kept.append(utterance)
+                waveforms.append(slot.waveform)
+            elif first:
+                skipped.append(SkippedFile(path=os.fspath(utterance.path), reason=slot.reason))
+        logger.info(
+            "waveform cache %s: %d files read back, %d decoded, %d skipped",
+            self.entries_directory,
+            num_from_cache,
+            num_decoded,
+            len(skipped),
+        )
+        return CachedCorpus(
+            utterances=kept,
+            waveforms=waveforms,
+            skipped=skipped,
+            sample_rate=self.sample_rate,
+            num_from_cache=num_from_cache,
+            num_decoded=num_decoded,
+        )
+
+    def check(
+        self, utterances: Iterable[Utterance], progress: bool = True
+    ) -> tuple[list[Utterance], list[SkippedFile]]:
+        """Which utterances `load` returns and which files it skips, with the reasons.
+
+        The same decision as `load` (the same decoding and checks, the same
+        cached entries), without holding the waveforms: a file with a cached
+        entry is not read at all, and a file decoded here is written to the
+        cache and dropped, so a later `load` reads it back. This is what
+        `python -m ser_keras.corpora describe` reports.
+
+        Args:
+            utterances: Corpus records (anything with a `.path`).
+            progress: Show a progress bar on stderr.
+
+        Returns:
+            `(usable, skipped)`: the utterances `load` keeps, in the order
+            given, and the files it skips as `SkippedFile`s.
+        """
+        utterances = list(utterances)
+        slots, _, _ = self._resolve(utterances, progress, keep=False)
+        usable, skipped = [], []
+        for utterance, slot, first in _by_utterance(utterances, slots):
+            if slot.usable:
+                usable.append(utterance)
+            elif first:
+                skipped.append(SkippedFile(path=os.fspath(utterance.path), reason=slot.reason))
+        return usable, skipped
+
+    def _resolve(self, utterances, progress: bool, keep: bool):
+        """Looks every distinct file up in the cache and decodes the misses.
+
+        Returns `(slots by absolute path, files found in the cache, files
+        decoded)`; with `keep` False no waveform is kept in the slots.
+        """
         slots: dict[str, _Slot] = {}
         for utterance in utterances:
             path = os.path.abspath(os.fspath(utterance.path))
@@ -239,7 +306,7 @@ class WaveformCache:
         misses: list[_Slot] = []
         with _progress_bar(len(slots), progress, "waveform cache") as bar:
             for slot in slots.values():
-                if self._lookup(slot, entries):
+                if self._lookup(slot, entries, read=keep):
                     num_from_cache += 1
                     bar.update(1)
                 elif slot.reason is not None:  # not cacheable (missing file)
@@ -248,46 +315,31 @@ class WaveformCache:
                     misses.append(slot)
             if misses:
                 bar.set_description("decoding audio")
-                self._decode_all(misses, bar)
+                self._decode_all(misses, bar, keep)
+        return slots, num_from_cache, len(misses)
 
-        kept, waveforms, skipped, listed = [], [], [], set()
-        for utterance in utterances:
-            slot = slots[os.path.abspath(os.fspath(utterance.path))]
-            if slot.waveform is not None:
-                kept.append(utterance)
-                waveforms.append(slot.waveform)
-            elif slot.path not in listed:
-                listed.add(slot.path)
-                skipped.append(SkippedFile(path=os.fspath(utterance.path), reason=slot.reason))
-        logger.info(
-            "waveform cache %s: %d files read back, %d decoded, %d skipped",
-            self.entries_directory,
-            num_from_cache,
-            len(misses),
-            len(skipped),
-        )
-        return CachedCorpus(
-            utterances=kept,
-            waveforms=waveforms,
-            skipped=skipped,
-            sample_rate=self.sample_rate,
-            num_from_cache=num_from_cache,
-            num_decoded=len(misses),
-        )
+    def _lookup(self, slot: _Slot, entries: str, read: bool = True) -> bool:
+        """Fills `slot` from the cache; False on a miss (slot.stem then set).
 
-    def _lookup(self, slot: _Slot, entries: str) -> bool:
-        """Fills `slot` from the cache; False on a miss (slot.stem then set)."""
+        With `read` False a waveform entry is only checked to exist (the
+        slot is marked usable without reading it).
+        """
         try:
             stat = os.stat(slot.path)
-        except FileNotFoundError:
-            slot.reason = "file not found"
-            return False
-        except OSError as error:
-            slot.reason = f"cannot read the file: {error.strerror or error}"
+        except OSError:
+            try:
+                check_file(slot.path)  # the reason in load_audio's words
+            except AudioError as error:
+                slot.reason = error.reason
+            else:  # gone and back between the two calls
+                slot.reason = "file not found"
             return False
         digest = hashlib.sha256(os.fsencode(slot.path)).hexdigest()[:32]
         slot.stem = f"{digest[:2]}/{digest}-{stat.st_size}-{stat.st_mtime_ns}"
         entry = os.path.join(entries, slot.stem + _ENTRY_SUFFIX)
+        if not read and os.path.isfile(entry):
+            slot.usable = True
+            return True
         try:
             waveform = _read_waveform(entry)
         except FileNotFoundError:
@@ -298,6 +350,7 @@ class WaveformCache:
         else:
             if waveform.dtype == np.float32 and waveform.ndim == 1 and waveform.size > 0:
                 slot.waveform = waveform
+                slot.usable = True
                 return True
             logger.warning("malformed cache entry %s; decoding again", entry)
             return False
@@ -313,18 +366,18 @@ class WaveformCache:
             logger.warning("unreadable cache entry %s (%s); decoding again", skip, error)
             return False
 
-    def _decode_all(self, misses: Sequence[_Slot], bar) -> None:
+    def _decode_all(self, misses: Sequence[_Slot], bar, keep: bool = True) -> None:
         self._write_options_file()
         if self.num_workers == 1 or len(misses) == 1:
             for slot in misses:
-                self._decode_one(slot)
+                self._decode_one(slot, keep)
                 bar.update(1)
             return
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=min(self.num_workers, len(misses)), thread_name_prefix="ser_keras-decode"
         )
         try:
-            futures = [executor.submit(self._decode_one, slot) for slot in misses]
+            futures = [executor.submit(self._decode_one, slot, keep) for slot in misses]
             for future in concurrent.futures.as_completed(futures):
                 future.result()  # re-raises an unexpected decoding error
                 bar.update(1)
@@ -333,15 +386,18 @@ class WaveformCache:
             # ones finish writing their entries, then re-raise.
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _decode_one(self, slot: _Slot) -> None:
+    def _decode_one(self, slot: _Slot, keep: bool = True) -> None:
         try:
-            slot.waveform = load_audio(slot.path, **self.options.to_dict())
+            waveform = load_audio(slot.path, **self.options.to_dict())
         except AudioError as error:
             slot.reason = error.reason
             record = {"path": slot.path, "reason": error.reason, "kind": error.kind}
             self._write(slot.stem + _SKIP_SUFFIX, _json_writer(record))
         else:
-            self._write(slot.stem + _ENTRY_SUFFIX, _npy_writer(slot.waveform))
+            slot.usable = True
+            self._write(slot.stem + _ENTRY_SUFFIX, _npy_writer(waveform))
+            if keep:
+                slot.waveform = waveform
         self._remove_stale(slot.stem)
 
     # Writing ---------------------------------------------------------------
@@ -424,6 +480,15 @@ def _json_writer(record: dict):
         file.write(json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
 
     return write
+
+
+def _by_utterance(utterances, slots):
+    """Yields `(utterance, its slot, whether it is the slot's first utterance)`."""
+    seen = set()
+    for utterance in utterances:
+        slot = slots[os.path.abspath(os.fspath(utterance.path))]
+        yield utterance, slot, slot.path not in seen
+        seen.add(slot.path)
 
 
 @contextlib.contextmanager

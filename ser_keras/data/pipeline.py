@@ -208,22 +208,102 @@ def _with_labels(batch_inputs, label_tensors, indices):
     return batch_inputs, _gather(label_tensors, indices)
 
 
-def _batched_dataset(
-    count, load, batch_size, shuffle, seed, repeat, drop_remainder, batch_seeds=False
-):
-    """Batches of sample indices (see `_index_dataset`) mapped by `load`, prefetched.
+def _epoch_batches(count, batch_size, seed, epochs, initial_epoch, drop_remainder):
+    """`(indices, batch seed)` of every batch of epochs `initial_epoch` to `epochs - 1`, in a row.
 
-    With `batch_seeds`, `load` also receives an int64 scalar per batch: a
-    stream that restarts from `seed` for a new dataset and moves on every
-    epoch (`rerandomize_each_iteration`), for reproducible augmentation.
+    Epoch `e` takes the stateless shuffle of `[0, count)` by the seed
+    `[seed, e]`, and its batch `b` the augmentation seed folded from
+    `[seed, e]` and `b`: both are pure functions of `(seed, epoch)`, so
+    starting at epoch `k` (a resumed run) gives the batches that an
+    uninterrupted run gives at epoch `k`.
     """
-    dataset = _index_dataset(count, shuffle, seed, repeat)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    if batch_seeds:
-        seeds = tf.data.Dataset.random(
-            seed=0 if seed is None else seed, rerandomize_each_iteration=True
+    per_epoch = num_batches(count, batch_size, drop_remainder)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=epoch_seed
         )
-        dataset = tf.data.Dataset.zip(dataset, seeds)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size, drop_remainder=drop_remainder
+        )
+        seeds = tf.data.Dataset.range(per_epoch).map(
+            lambda batch: tf.random.experimental.stateless_fold_in(epoch_seed, batch)
+        )
+        return tf.data.Dataset.zip(batches, seeds)
+
+    dataset = tf.data.Dataset.range(initial_epoch, epochs).flat_map(one_epoch)
+    return dataset.apply(
+        tf.data.experimental.assert_cardinality((epochs - initial_epoch) * per_epoch)
+    )
+
+
+def _check_epochs(epochs, initial_epoch, shuffle, seed, repeat):
+    """Validates `epochs`/`initial_epoch`; returns them as ints (`epochs` may be None)."""
+    epochs = positive_int("epochs", epochs, allow_none=True)
+    integer = isinstance(initial_epoch, (int, np.integer)) and not isinstance(initial_epoch, bool)
+    if not integer or initial_epoch < 0:
+        raise ValueError(
+            f"`initial_epoch` must be an integer >= 0. Received: initial_epoch={initial_epoch!r}"
+        )
+    initial_epoch = int(initial_epoch)
+    if epochs is None:
+        if initial_epoch:
+            raise ValueError(
+                "`initial_epoch` needs `epochs` (the per-epoch order of a resumable run). "
+                f"Received: initial_epoch={initial_epoch}, epochs=None"
+            )
+        return None, 0
+    if initial_epoch > epochs:
+        raise ValueError(
+            "`initial_epoch` must be at most `epochs` (equal: no batch left). Received: "
+            f"initial_epoch={initial_epoch}, epochs={epochs}"
+        )
+    integer_seed = isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+    if not shuffle or not integer_seed or repeat:
+        raise ValueError(
+            "`epochs` gives each epoch the order of its (seed, epoch): it needs shuffle=True "
+            "and an integer seed, and no repeat. Received: "
+            f"shuffle={shuffle!r}, seed={seed!r}, repeat={repeat!r}"
+        )
+    return epochs, initial_epoch
+
+
+def _batched_dataset(
+    count,
+    load,
+    batch_size,
+    shuffle,
+    seed,
+    repeat,
+    drop_remainder,
+    batch_seeds=False,
+    epochs=None,
+    initial_epoch=0,
+):
+    """Batches of sample indices mapped by `load`, prefetched.
+
+    With `epochs`, the batches of epochs `initial_epoch`..`epochs - 1` one
+    after the other (see `_epoch_batches`); otherwise one pass as
+    `_index_dataset` orders it.
+
+    With `batch_seeds`, `load` also receives an int64 `[2]` seed per batch:
+    with `epochs` a function of `(seed, epoch, batch)`; otherwise a stream
+    that restarts from `seed` for a new dataset and moves on every pass
+    (`rerandomize_each_iteration`), for reproducible augmentation.
+    """
+    if epochs is not None:
+        dataset = _epoch_batches(count, batch_size, seed, epochs, initial_epoch, drop_remainder)
+        if not batch_seeds:
+            dataset = dataset.map(lambda indices, _: indices)
+    else:
+        dataset = _index_dataset(count, shuffle, seed, repeat)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if batch_seeds:
+            seeds = tf.data.Dataset.random(
+                seed=0 if seed is None else seed, rerandomize_each_iteration=True
+            ).map(lambda value: tf.stack([value, 0]))
+            dataset = tf.data.Dataset.zip(dataset, seeds)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -237,11 +317,21 @@ def make_dataset(
     drop_remainder=False,
     repeat=False,
     augment=None,
+    epochs=None,
+    initial_epoch=0,
 ):
     """In-memory arrays -> batched, prefetched `tf.data.Dataset`.
 
     Batches are gathered from the arrays by index (shuffled over the whole set
     each epoch when `shuffle`), one gather per batch.
+
+    For training that must resume exactly (`ser_keras.training.runner`), give
+    `epochs`: the dataset then holds the batches of epochs `initial_epoch` to
+    `epochs - 1` one after the other, each epoch's order and augmentation a
+    pure function of `(seed, epoch)` rather than of how many passes ran
+    before, so a run resumed at epoch `k` sees the batches that the
+    uninterrupted run saw at epoch `k`. Pass `fit` `initial_epoch`, `epochs`
+    and `steps_per_epoch=num_batches(N, batch_size, drop_remainder)`.
 
     Args:
         inputs: np.ndarray `[N, ...]` or dict name -> array `[N, ...]`.
@@ -258,12 +348,18 @@ def make_dataset(
             `ser_keras.data.augmentation.SpecAugment`. The seeds differ per
             batch and per epoch and follow from `seed`, so a run is
             reproducible. Only for training data (it needs `shuffle`).
+        epochs: `None` for one pass per iteration of the dataset, reshuffled
+            by tf.data each pass; or the number of epochs of the run (needs
+            `shuffle` and an integer `seed`, not `repeat`), see above.
+        initial_epoch: The first epoch the dataset holds (with `epochs`): the
+            number of epochs a resumed run has already completed.
 
     Returns:
         `tf.data.Dataset` of `(inputs, labels)` (or `inputs` when `labels` is
         None), labels int32.
     """
     batch_size = positive_int("batch_size", batch_size)
+    epochs, initial_epoch = _check_epochs(epochs, initial_epoch, shuffle, seed, repeat)
     if augment is not None and not shuffle:
         raise ValueError(
             "`augment` is for training data, which is shuffled: pass shuffle=True "
@@ -279,16 +375,36 @@ def make_dataset(
         return _with_labels(batch_inputs, label_tensors, indices)
 
     if augment is None:
-        return _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder)
+        return _batched_dataset(
+            count, load, batch_size, shuffle, seed, repeat, drop_remainder,
+            epochs=epochs, initial_epoch=initial_epoch,
+        )
 
     def load_augmented(indices, batch_seed):
-        batch_inputs = augment(_gather(input_tensors, indices), tf.stack([batch_seed, 0]))
+        batch_inputs = augment(_gather(input_tensors, indices), batch_seed)
         return _with_labels(batch_inputs, label_tensors, indices)
 
     return _batched_dataset(
         count, load_augmented, batch_size, shuffle, seed, repeat, drop_remainder,
-        batch_seeds=True,
+        batch_seeds=True, epochs=epochs, initial_epoch=initial_epoch,
     )
+
+
+def num_batches(count, batch_size, drop_remainder=False):
+    """Batches in one epoch of `count` samples: `fit`'s `steps_per_epoch` with `epochs`.
+
+    Args:
+        count: Samples per epoch.
+        batch_size: Samples per batch.
+        drop_remainder: Whether the last, smaller batch is dropped.
+
+    Returns:
+        The number of batches, an int.
+    """
+    batch_size = positive_int("batch_size", batch_size)
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"`count` must be an integer >= 0. Received: count={count!r}")
+    return int(count) // batch_size if drop_remainder else -(-int(count) // batch_size)
 
 
 def make_waveform_dataset(
@@ -300,6 +416,8 @@ def make_waveform_dataset(
     drop_remainder=False,
     repeat=False,
     max_samples=None,
+    epochs=None,
+    initial_epoch=0,
 ):
     """Variable-length waveforms -> batches padded to each batch's longest.
 
@@ -319,12 +437,16 @@ def make_waveform_dataset(
             samples before batching (saves padding and front-end time; note
             that the front-end's per-utterance statistics then come from the
             kept part only).
+        epochs: With the number of epochs of the run, each epoch's order is
+            a pure function of `(seed, epoch)` (see `make_dataset`).
+        initial_epoch: The first epoch the dataset holds (with `epochs`).
 
     Returns:
         `tf.data.Dataset` as described, prefetched.
     """
     batch_size = positive_int("batch_size", batch_size)
     max_samples = positive_int("max_samples", max_samples, allow_none=True)
+    epochs, initial_epoch = _check_epochs(epochs, initial_epoch, shuffle, seed, repeat)
     arrays = _check_waveforms(waveforms)
     if max_samples is not None:
         arrays = [array[:max_samples] for array in arrays]
@@ -341,7 +463,10 @@ def make_waveform_dataset(
         batch_inputs = {"waveform": waveform, "lengths": tf.gather(lengths_tensor, indices)}
         return _with_labels(batch_inputs, label_tensors, indices)
 
-    return _batched_dataset(count, load, batch_size, shuffle, seed, repeat, drop_remainder)
+    return _batched_dataset(
+        count, load, batch_size, shuffle, seed, repeat, drop_remainder,
+        epochs=epochs, initial_epoch=initial_epoch,
+    )
 
 
 def make_mixed_dataset(

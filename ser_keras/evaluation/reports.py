@@ -249,6 +249,9 @@ def plot_confusion_matrix(
     return _save_figure(figure, path)
 
 
+_PERCENT_FAMILIES = ("accuracy", "ua")
+
+
 def _metric_family(key: str) -> tuple[str, bool]:
     """`("loss", True)` for `val_emotion_loss`: the panel a history key belongs to, and whether
     it is a validation curve."""
@@ -261,19 +264,25 @@ def _metric_family(key: str) -> tuple[str, bool]:
 
 
 def plot_training_curves(
-    history: Mapping[str, Sequence[float]], path, title: str | None = None
+    history: Mapping[str, Sequence[float]],
+    path,
+    title: str | None = None,
+    selected_epoch: int | None = None,
 ) -> pathlib.Path:
     """Saves training curves, one panel per metric family, training vs validation (PNG).
 
     Keys are grouped by their suffix: every `*loss` in one panel, every
     `*accuracy` in another, every `*ua` in a third; any other metric gets its
     own panel. A validation curve (`val_` prefix) is dashed, in the colour of
-    its training curve.
+    its training curve. Accuracies and UA (fractions in Keras' history) are
+    drawn in percent, the unit of the result tables.
 
     Args:
         history: `keras.callbacks.History.history`: metric name -> value per epoch.
         path: Destination PNG file (written atomically).
-        title: Figure title.
+        title: Figure title (name the setting and fold).
+        selected_epoch: The epoch (from 1) whose weights were kept, marked
+            with a vertical line in every panel.
 
     Returns:
         The destination path.
@@ -305,11 +314,19 @@ def plot_training_curves(
             if base not in colours:
                 colours[base] = f"C{len(colours) % 10}"
             epochs = np.arange(1, array.size + 1)
+            in_percent = family in _PERCENT_FAMILIES and np.nanmax(np.abs(array)) <= 1.0
             axes.plot(
-                epochs, array, linestyle="--" if validation else "-", color=colours[base],
+                epochs, 100 * array if in_percent else array,
+                linestyle="--" if validation else "-", color=colours[base],
                 marker="o" if array.size == 1 else None, label=key,
             )
+        if selected_epoch is not None and selected_epoch >= 1:
+            axes.axvline(
+                selected_epoch, color="grey", linestyle=":", linewidth=1.2,
+                label=f"selected epoch {selected_epoch}",
+            )
         axes.set_title(family)
+        axes.set_ylabel("%" if family in _PERCENT_FAMILIES else family)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(True, alpha=0.3)
@@ -326,8 +343,13 @@ def plot_settings_comparison(
     title: str | None = None,
     reference: Mapping[str, Mapping[str, float]] | None = None,
     units: str = "fraction",
+    chance: float | None = None,
+    error_bars: str = "± 1 standard deviation over folds",
 ) -> pathlib.Path:
     """Saves a grouped bar chart comparing settings, with spread and paper numbers (PNG).
+
+    Each setting is labelled with its `title` when its entry has one (the
+    setting's full name), else with its key.
 
     Args:
         results: Setting name -> scores (fractions in [0, 1] by default), e.g.
@@ -344,6 +366,9 @@ def plot_settings_comparison(
             With `"fraction"`, a score above 1 cannot be a fraction: all
             scores are then read as percent, with a warning, rather than
             failing at the end of a long job.
+        chance: The chance level (UA of a constant guess: 1 / number of
+            classes), in the units of `results`; drawn as a dashed line.
+        error_bars: What the error bars are, written under the plot.
 
     Returns:
         The destination path.
@@ -401,11 +426,182 @@ def plot_settings_comparison(
                     color="black", zorder=3, label="published" if not has_reference else None,
                 )
                 has_reference = True
-    axes.set_xticks(positions, labels=settings, rotation=20, ha="right")
+    if chance is not None:
+        axes.axhline(
+            scale * float(chance), color="grey", linestyle="--", linewidth=1,
+            label=f"chance ({scale * float(chance):.1f} %)",
+        )
+    names = [str(results[s].get("title") or s) for s in settings]
+    axes.set_xticks(positions, labels=names, rotation=20, ha="right")
     axes.set_ylabel("%")
     axes.set_ylim(0, 105)
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend(fontsize=8)
+    axes.set_title(title or "Settings compared")
+    if any(
+        results[s].get(f"{m}_std") for s in settings for m in metrics
+    ):
+        figure.text(0.01, 0.01, f"Error bars: {error_bars}.", fontsize=7, color="dimgrey")
+    return _save_figure(figure, path)
+
+
+# Kim et al.'s Figure 2 colours of neutral, happiness, sadness and anger.
+TSNE_COLOURS = ("tab:green", "tab:orange", "tab:blue", "tab:red")
+
+
+def plot_tsne(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    path,
+    title: str | None = None,
+    seed: int = 0,
+    colours: Sequence[str] = TSNE_COLOURS,
+) -> pathlib.Path:
+    """Saves a 2-D t-SNE embedding of feature vectors, one panel per system, coloured by class.
+
+    The layout of Kim et al.'s Figure 2 (the high-level features of the test
+    utterances of an STL and an MTL model): panels side by side (two per row
+    from three panels), lettered (a), (b), ... The perplexity is
+    `min(30, max(2, (n - 1) / 3))` for `n` points, so small sets still embed.
+
+    Args:
+        panels: `(panel title, features [N, D], class ids [N])` per panel.
+        class_names: Class names in id order (the legend).
+        path: Destination PNG file (written atomically).
+        title: Figure title.
+        seed: Seed of the t-SNE initialisation.
+        colours: Colour per class id (cycled).
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ValueError: No panel, or a panel with fewer than 5 points.
+    """
+    if not panels:
+        raise ValueError("`panels` is empty; give at least one (title, features, labels).")
+    for panel_title, features, _ in panels:
+        if len(features) < 5:
+            raise ValueError(
+                f"t-SNE needs at least 5 points per panel. Received: {len(features)} "
+                f"for {panel_title!r}"
+            )
+    from sklearn.manifold import TSNE
+
+    columns = len(panels) if len(panels) < 3 else 2
+    rows = (len(panels) + columns - 1) // columns
+    figure = _new_figure(5.0 * columns, 4.5 * rows)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for position, (panel_title, features, labels) in enumerate(panels):
+        labels = np.asarray(labels)
+        perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3.0)))
+        embedding = TSNE(
+            n_components=2, perplexity=perplexity, init="pca", random_state=seed
+        ).fit_transform(np.asarray(features))
+        axes = figure.add_subplot(rows, columns, position + 1)
+        for number, name in enumerate(class_names):
+            chosen = labels == number
+            axes.scatter(
+                embedding[chosen, 0], embedding[chosen, 1], s=8,
+                c=colours[number % len(colours)], label=name,
+            )
+        axes.set_title(f"({letters[position % len(letters)]}) {panel_title}")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        if position == 0:
+            axes.legend(fontsize=7, markerscale=2)
     if title:
-        axes.set_title(title)
+        figure.suptitle(title)
+    return _save_figure(figure, path)
+
+
+def read_history_csv(path) -> dict[str, list[float]]:
+    """Reads a `keras.callbacks.CSVLogger` file: metric -> value per epoch.
+
+    Args:
+        path: The CSV file (e.g. a fold's `history.csv`).
+
+    Returns:
+        Every numeric column but `epoch`; `{}` when the file does not exist.
+    """
+    import csv
+
+    history: dict[str, list[float]] = {}
+    path = pathlib.Path(path)
+    if not path.exists():
+        return history
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            for key, value in row.items():
+                if key == "epoch":
+                    continue
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    continue
+                history.setdefault(key, []).append(number)
+    return history
+
+
+def plot_loss_panels(
+    panels: Sequence[tuple[str, Sequence[str], Mapping[str, Mapping[str, Sequence[float]]]]],
+    path,
+    title: str | None = None,
+) -> pathlib.Path | None:
+    """Saves one panel of losses per epoch for each training phase, every run overlaid (PNG).
+
+    E.g. the adversarial autoencoder's reconstruction, regularisation and
+    classification phases (and a pre-training stage), over the folds of a
+    setting. In each panel a key's training curve is solid and its `val_`
+    curve dashed, in the key's colour; every run (fold) is drawn.
+
+    Args:
+        panels: `(panel title, loss keys, histories)` triples; `histories`
+            maps a run name to its history (metric -> value per epoch).
+            Panels whose histories hold none of their keys are left out.
+        path: Destination PNG file (written atomically).
+        title: Figure title.
+
+    Returns:
+        The destination path, or None when no panel has data (nothing written).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [
+        (name, tuple(keys), histories)
+        for name, keys, histories in panels
+        if any(key in (history or {}) for history in histories.values() for key in keys)
+    ]
+    if not panels:
+        return None
+    figure = _new_figure(4.5 * len(panels), 3.6)
+    for number, (name, keys, histories) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), number + 1)
+        for colour, key in enumerate(keys):
+            for validation in (False, True):
+                column = f"val_{key}" if validation else key
+                labelled = False
+                for history in histories.values():
+                    values = (history or {}).get(column)
+                    if not values:
+                        continue
+                    axes.plot(
+                        range(1, len(values) + 1),
+                        values,
+                        color=f"C{colour}",
+                        linestyle="--" if validation else "-",
+                        alpha=0.7,
+                        marker="o" if len(values) == 1 else None,
+                        label=None if labelled else column,
+                    )
+                    labelled = True
+        axes.set_title(name)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7)
+    if title:
+        figure.suptitle(title)
     return _save_figure(figure, path)

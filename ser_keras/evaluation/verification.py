@@ -264,3 +264,53 @@ def verification_eer(d_vectors, speakers, num_enrolment: int = 20, seed: int = 0
         "num_enrolled_speakers": len(trials.speakers),
         "skipped": trials.skipped,
     }
+
+
+def speaker_head_eer(
+    model,
+    segments,
+    utterance_ids,
+    speakers,
+    *,
+    num_enrolment: int = 20,
+    seed: int = 0,
+    batch_size: int = 32,
+    task: str = "speaker",
+) -> dict:
+    """Speaker verification EER of a multi-task model's speaker head on the given segments.
+
+    The d-vectors come from the last hidden layer of `model.classifiers[task]`
+    on `model.encoder`'s codes, averaged per utterance (Latif et al., Section
+    6.2). The trial list should hold utterances of speakers the model was not
+    trained on (a fold's test speakers, held-out speakers of other corpora).
+    A trial list that cannot be built (e.g. a single enrolled speaker) gives
+    `eer: None` and the reason instead of raising, so that a long run goes on.
+
+    Args:
+        model: A model with `encoder` and `classifiers[task]` (e.g.
+            `AAEMultiTaskModel`).
+        segments: `[num_segments, num_frames, num_mels]` features.
+        utterance_ids: `[num_segments]` integer utterance id of each segment.
+        speakers: Speaker of every utterance, indexed by utterance id
+            (`speakers[utterance_ids[i]]` is segment i's speaker).
+        num_enrolment: Enrolment utterances per speaker (paper: 20).
+        seed: Seed of the enrolment choice.
+        batch_size: Prediction batch size.
+        task: The speaker head's name.
+
+    Returns:
+        `verification_eer`'s dict (or `{"eer": None, "reason": ...}`) plus
+        `num_utterances` and `num_speakers`.
+    """
+    extractor = build_d_vector_extractor(model.encoder, model.classifiers[task])
+    ids, vectors = extract_d_vectors(extractor, segments, utterance_ids, batch_size=batch_size)
+    utterance_speakers = np.asarray(speakers)[np.asarray(ids)]
+    try:
+        result = verification_eer(
+            vectors, utterance_speakers, num_enrolment=num_enrolment, seed=seed
+        )
+    except ValueError as error:
+        result = {"eer": None, "reason": str(error)}
+    result["num_utterances"] = int(len(ids))
+    result["num_speakers"] = int(len(set(utterance_speakers.tolist())))
+    return result

@@ -245,7 +245,7 @@ def segment_classifier(model, tasks=None, name="segment_classifier"):
 
     Args:
         model: a model with `encoder` and `classifiers` (task -> head)
-            attributes, e.g. `ser_keras.training.aae.AAEMultiTaskModel`.
+            attributes, e.g. `ser_keras.models.aae_mtl.AAEMultiTaskModel`.
         tasks: tasks to keep, in order; default all of `model.classifiers`.
         name: model name.
 

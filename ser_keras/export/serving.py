@@ -16,7 +16,11 @@
   `rest_predict_body` and `rest_predict_url` build a REST `:predict` call
   (`POST http://host:8501/v1/models/<name>:predict` with a JSON body);
   `waveform_batch` pads variable-length waveforms into the `waveform` +
-  `lengths` pair the `serving_default` signature takes.
+  `lengths` pair the `serving_default` signature takes. The audio's sample
+  rate must be given to `waveform_batch` (and may be given to the request
+  builders): audio at another rate than the model's (the export's
+  `"sample_rate"`, 16 kHz) is refused with a `ValueError` naming both
+  (`check_sample_rate`), never sent as if it were 16 kHz.
 - **Checks**: `validate_inputs` checks a request's inputs against a
   signature's and raises a `ValueError` naming the bad input (missing or
   unknown names, dtypes, ranks, fixed sizes, batch sizes that disagree,
@@ -24,6 +28,13 @@
   `serve_predict_request` does in-process what the model server does with a
   `PredictRequest` (decode the tensors, call the named signature, encode the
   outputs), for tests and for checking a client without a server.
+- **Speaker enrolment** (exports with speaker normalisation, whose
+  `enrol` signature turns one speaker's recordings into per-band statistics
+  and whose `serving_enrolled` takes them): `rest_enrol_body` /
+  `make_enrol_request` build the `enrol` call, `enrolment_statistics` reads
+  `band_mean` and `band_std` from its answer (REST, gRPC or in-process),
+  `enrolled_inputs`, `rest_enrolled_body` and `make_enrolled_request` build
+  the `serving_enrolled` call with them.
 - **Export sidecars** (`write_export_sidecar`, `read_export_sidecar`): a
   small JSON file beside a trained `.keras` model (`best.keras` ->
   `best.export.json`) with what the export needs besides the weights -- the
@@ -41,8 +52,13 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+from ser_keras.audio.io import AudioOptions
 from ser_keras.corpora.records import SkippedFile
 from ser_keras.export.saved_model import (
+    BAND_MEAN,
+    BAND_STD,
+    ENROL_SIGNATURE,
+    ENROLLED_SIGNATURE,
     SERVING_SIGNATURE,
     describe_frontend,
     frontend_from_description,
@@ -56,6 +72,9 @@ DEFAULT_SERVING_ROOT = "/models"
 VERSION_POLICIES = ("latest", "all")
 REST_LAYOUTS = ("columnar", "row")
 REST_PORT = 8501
+# The rate every front-end preset (and so every export of this package) takes:
+# `load_audio`'s default output rate.
+DEFAULT_SAMPLE_RATE = AudioOptions.sample_rate
 SIDECAR_SUFFIX = ".export.json"
 SIDECAR_FORMAT = "ser_keras.export_sidecar/1"
 
@@ -404,23 +423,61 @@ def validate_inputs(inputs, specs, *, signature_name=SERVING_SIGNATURE):
     return arrays
 
 
-def waveform_batch(waveforms):
+def check_sample_rate(sample_rate, model_sample_rate=DEFAULT_SAMPLE_RATE):
+    """Refuses audio at a rate other than the model's.
+
+    An exported model takes mono waveforms at its front-end's rate (16 kHz for
+    every preset; the export records it as `"sample_rate"` in
+    `assets.extra/ser_keras.json`: `load_metadata(path)["sample_rate"]`).
+    Audio at another rate is not an error the model could notice: 22.05 kHz
+    samples sent as 16 kHz ones are heard 1.4 times slower and an octave
+    lower, and still get a confident label.
+
+    Args:
+        sample_rate: The rate of the audio, in Hz.
+        model_sample_rate: The rate the model takes, in Hz.
+
+    Raises:
+        ValueError: `sample_rate` is not a positive integer or differs from
+            `model_sample_rate`; the message names both and how to resample.
+    """
+    model_sample_rate = positive_int("model_sample_rate", model_sample_rate)
+    if isinstance(sample_rate, float) and sample_rate.is_integer():
+        sample_rate = int(sample_rate)
+    sample_rate = positive_int("sample_rate", sample_rate)
+    if sample_rate != model_sample_rate:
+        raise ValueError(
+            f"The model takes {model_sample_rate} Hz audio; received audio at {sample_rate} Hz. "
+            f"Resample it first: ser_keras.audio.io.load_audio(path, "
+            f"sample_rate={model_sample_rate}, trim=False) decodes and resamples a file "
+            "(python -m apps.predict and ser_keras.predict do it for you)."
+        )
+    return sample_rate
+
+
+def waveform_batch(waveforms, *, sample_rate, model_sample_rate=DEFAULT_SAMPLE_RATE):
     """Pads waveforms into the `serving_default` inputs.
 
     Args:
-        waveforms: Sequence of 1-D float arrays (mono, at the model's sample
-            rate, 16 kHz for the presets).
+        waveforms: Sequence of 1-D float arrays (mono).
+        sample_rate: Their rate in Hz; it must be the model's
+            (`check_sample_rate`): a request never carries audio at another
+            rate.
+        model_sample_rate: The rate the model takes (the export's
+            `"sample_rate"`; 16000 for every preset).
 
     Returns:
         Dict with `waveform` float32 `[batch, longest]` (zero-padded) and
         `lengths` int32 `[batch]` (true sample counts).
 
     Raises:
-        ValueError: No waveforms, a waveform that is not 1-D, or non-finite
-            samples, naming the waveform.
+        ValueError: Audio at another rate than the model's (naming both), no
+            waveforms, a waveform that is not 1-D, or non-finite samples,
+            naming the waveform.
     """
     from ser_keras.data.pipeline import _check_waveforms
 
+    check_sample_rate(sample_rate, model_sample_rate)
     arrays = _check_waveforms(list(waveforms))
     if not arrays:
         raise ValueError("`waveforms` is empty: a request needs at least one waveform.")
@@ -456,7 +513,14 @@ def _request_arrays(inputs, specs, signature_name):
 
 
 def make_predict_request(
-    model_name, inputs, *, signature_name=SERVING_SIGNATURE, version=None, specs=None
+    model_name,
+    inputs,
+    *,
+    signature_name=SERVING_SIGNATURE,
+    version=None,
+    specs=None,
+    sample_rate=None,
+    model_sample_rate=DEFAULT_SAMPLE_RATE,
 ):
     """A TF Serving gRPC `PredictRequest` for an exported model.
 
@@ -470,13 +534,23 @@ def make_predict_request(
             checked with `validate_inputs` (and JSON-like values converted)
             before they are encoded. Without it arrays are encoded with their
             own dtypes.
+        sample_rate: Optional rate of the `waveform` input in Hz, refused
+            when it is not `model_sample_rate` (`check_sample_rate`).
+        model_sample_rate: The rate the model takes (the export's
+            `"sample_rate"`).
 
     Returns:
         `tensorflow_serving.apis.predict_pb2.PredictRequest`.
+
+    Raises:
+        ValueError: A bad model name or version, audio at another rate than
+            the model's, or (with `specs`) a bad input.
     """
-    predict_pb2 = _predict_pb2()
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"`model_name` must be a non-empty string; received {model_name!r}.")
+    if sample_rate is not None:
+        check_sample_rate(sample_rate, model_sample_rate)
+    predict_pb2 = _predict_pb2()
     arrays = _request_arrays(inputs, specs, signature_name)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -542,7 +616,15 @@ def _to_text(value):
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def rest_predict_body(inputs, *, signature_name=SERVING_SIGNATURE, layout="columnar", specs=None):
+def rest_predict_body(
+    inputs,
+    *,
+    signature_name=SERVING_SIGNATURE,
+    layout="columnar",
+    specs=None,
+    sample_rate=None,
+    model_sample_rate=DEFAULT_SAMPLE_RATE,
+):
     """The JSON body of a REST `:predict` call (a dict; `json.dumps` it).
 
     Args:
@@ -553,13 +635,23 @@ def rest_predict_body(inputs, *, signature_name=SERVING_SIGNATURE, layout="colum
             along its first axis with the same batch size).
         specs: Optional `signature_input_specs(...)` to check the inputs with
             `validate_inputs` first.
+        sample_rate: Optional rate of the `waveform` input in Hz, refused
+            when it is not `model_sample_rate` (`check_sample_rate`).
+        model_sample_rate: The rate the model takes (the export's
+            `"sample_rate"`).
 
     Returns:
         A JSON-serialisable dict. float32 values are written as the decimal
         numbers that convert back to the same float32 values.
+
+    Raises:
+        ValueError: A bad layout, audio at another rate than the model's,
+            non-finite values, or (with `specs`) a bad input.
     """
     if layout not in REST_LAYOUTS:
         raise ValueError(f"`layout` must be one of {REST_LAYOUTS}; received {layout!r}.")
+    if sample_rate is not None:
+        check_sample_rate(sample_rate, model_sample_rate)
     arrays = _request_arrays(inputs, specs, signature_name)
     for name, array in arrays.items():
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
@@ -641,6 +733,184 @@ def rest_predict_url(model_name, *, host="localhost", port=REST_PORT, version=No
         version = positive_int("version", version)
         url += f"/versions/{version}"
     return url + ":predict"
+
+
+# ---------------------------------------------------------------------------
+# Speaker enrolment
+
+
+def _checked_band_statistics(band_mean, band_std):
+    """`(mean, std)` as float32 `[mels]` arrays; ValueError naming the bad one."""
+    arrays = {}
+    for name, value in ((BAND_MEAN, band_mean), (BAND_STD, band_std)):
+        array = np.asarray(value, dtype=np.float32)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(
+                f"`{name}` must be 1-D, one value per mel band (the `enrol` output); received "
+                f"shape {array.shape}."
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"`{name}` has NaN or inf values.")
+        arrays[name] = array
+    if arrays[BAND_MEAN].shape != arrays[BAND_STD].shape:
+        raise ValueError(
+            f"`{BAND_MEAN}` and `{BAND_STD}` must hold as many bands; received "
+            f"{arrays[BAND_MEAN].size} and {arrays[BAND_STD].size}."
+        )
+    if np.any(arrays[BAND_STD] < 0):
+        raise ValueError(f"`{BAND_STD}` must be >= 0; received {arrays[BAND_STD].tolist()}.")
+    return arrays[BAND_MEAN], arrays[BAND_STD]
+
+
+def enrolled_inputs(
+    waveforms, band_mean, band_std, *, sample_rate, model_sample_rate=DEFAULT_SAMPLE_RATE
+):
+    """The `serving_enrolled` inputs for one speaker's waveforms.
+
+    Args:
+        waveforms: Sequence of 1-D float arrays (mono) of the speaker.
+        band_mean, band_std: The speaker's statistics, `[mels]` each (the
+            `enrol` outputs: `enrolment_statistics`).
+        sample_rate: The waveforms' rate in Hz (must be the model's).
+        model_sample_rate: The rate the model takes.
+
+    Returns:
+        `waveform_batch(...)` plus `band_mean` and `band_std` float32
+        `[batch, mels]` (the statistics on every row).
+
+    Raises:
+        ValueError: As `waveform_batch`, or statistics that are not 1-D,
+            finite, as many, with `band_std` >= 0.
+    """
+    mean, std = _checked_band_statistics(band_mean, band_std)
+    inputs = waveform_batch(waveforms, sample_rate=sample_rate, model_sample_rate=model_sample_rate)
+    rows = inputs["lengths"].shape[0]
+    inputs[BAND_MEAN] = np.tile(mean, (rows, 1))
+    inputs[BAND_STD] = np.tile(std, (rows, 1))
+    return inputs
+
+
+def enrolment_statistics(response):
+    """`(band_mean, band_std)`, float32 `[mels]` each, from an `enrol` answer.
+
+    Args:
+        response: The REST response body (a dict with `"outputs"`, the answer
+            to a columnar request such as `rest_enrol_body`'s), a gRPC
+            `PredictResponse`, or the dict the `enrol` signature returns
+            in-process.
+
+    Returns:
+        The two arrays, ready for `enrolled_inputs`.
+
+    Raises:
+        ValueError: The answer lacks them (e.g. an error body, or a model
+            without speaker normalisation).
+    """
+    outputs = getattr(response, "outputs", None)
+    if outputs is not None and not isinstance(response, Mapping):  # a PredictResponse
+        values = {name: tf.make_ndarray(outputs[name]) for name in outputs}
+    elif isinstance(response, Mapping):
+        values = response.get("outputs", response)
+        if not isinstance(values, Mapping):
+            raise ValueError(
+                f'An enrol answer\'s "outputs" must be an object; received {values!r}.'
+            )
+    else:
+        raise ValueError(f"Not an enrol answer: {type(response).__name__}.")
+    missing = [name for name in (BAND_MEAN, BAND_STD) if name not in values]
+    if missing:
+        shown = {k: values[k] for k in list(values)[:5]}
+        raise ValueError(f"The enrol answer lacks {missing}; received {shown!r}.")
+    arrays = [
+        np.asarray(v.numpy() if isinstance(v, tf.Tensor) else v, dtype=np.float32)
+        for v in (values[BAND_MEAN], values[BAND_STD])
+    ]
+    return _checked_band_statistics(*arrays)
+
+
+def rest_enrol_body(waveforms, *, sample_rate, model_sample_rate=DEFAULT_SAMPLE_RATE, specs=None):
+    """The REST body of an `enrol` call: one speaker's recordings (columnar layout).
+
+    `POST .../v1/models/<name>:predict` with it answers
+    `{"outputs": {"band_mean": [...], "band_std": [...], "frames": n,
+    "no_speech": [...]}}` (`enrolment_statistics` reads it).
+
+    Args:
+        waveforms: Sequence of 1-D float arrays (mono) of ONE speaker.
+        sample_rate: Their rate in Hz (must be the model's).
+        model_sample_rate: The rate the model takes.
+        specs: Optional `signature_input_specs(saved_model, "enrol")`.
+
+    Returns:
+        A JSON-serialisable dict.
+    """
+    inputs = waveform_batch(waveforms, sample_rate=sample_rate, model_sample_rate=model_sample_rate)
+    return rest_predict_body(inputs, signature_name=ENROL_SIGNATURE, specs=specs)
+
+
+def rest_enrolled_body(
+    waveforms,
+    band_mean,
+    band_std,
+    *,
+    sample_rate,
+    model_sample_rate=DEFAULT_SAMPLE_RATE,
+    layout="columnar",
+    specs=None,
+):
+    """The REST body of a `serving_enrolled` call (`enrolled_inputs`, then `rest_predict_body`).
+
+    Every input is batched, so both layouts work (`"row"`: one instance per
+    waveform, each with its statistics).
+    """
+    inputs = enrolled_inputs(
+        waveforms,
+        band_mean,
+        band_std,
+        sample_rate=sample_rate,
+        model_sample_rate=model_sample_rate,
+    )
+    return rest_predict_body(inputs, signature_name=ENROLLED_SIGNATURE, layout=layout, specs=specs)
+
+
+def make_enrol_request(
+    model_name,
+    waveforms,
+    *,
+    sample_rate,
+    version=None,
+    model_sample_rate=DEFAULT_SAMPLE_RATE,
+    specs=None,
+):
+    """A gRPC `PredictRequest` calling `enrol` on one speaker's recordings."""
+    inputs = waveform_batch(waveforms, sample_rate=sample_rate, model_sample_rate=model_sample_rate)
+    return make_predict_request(
+        model_name, inputs, signature_name=ENROL_SIGNATURE, version=version, specs=specs
+    )
+
+
+def make_enrolled_request(
+    model_name,
+    waveforms,
+    band_mean,
+    band_std,
+    *,
+    sample_rate,
+    version=None,
+    model_sample_rate=DEFAULT_SAMPLE_RATE,
+    specs=None,
+):
+    """A gRPC `PredictRequest` calling `serving_enrolled` (`enrolled_inputs`)."""
+    inputs = enrolled_inputs(
+        waveforms,
+        band_mean,
+        band_std,
+        sample_rate=sample_rate,
+        model_sample_rate=model_sample_rate,
+    )
+    return make_predict_request(
+        model_name, inputs, signature_name=ENROLLED_SIGNATURE, version=version, specs=specs
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -5,18 +5,13 @@ Keras, so `keras.saving.load_model` reads any `.keras` file the apps write
 after `import ser_keras.models`.
 """
 
+from ser_keras.models.aae_mtl import AAEMultiTaskModel
 from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
 from ser_keras.models.kim_mtl import KimMTL
 from ser_keras.models.multigate import MultiGatingSER
 from ser_keras.models.resnet_lstm import ResNetLSTM
 
-# Paper 002's model class, `AAEMultiTaskModel`, lives with its three-phase
-# train_step in ser_keras.training.aae (which imports ser_keras.models.aae_mtl,
-# the builder of its networks): imported as a module, for its registration,
-# so that importing either package first works.
-import ser_keras.training.aae  # noqa: E402, F401  isort: skip
-
 # The utterance-level wrapper of segment classifiers (paper 002's serving model).
 import ser_keras.export.segment_model  # noqa: E402, F401  isort: skip
 
-__all__ = ["AttentionCNNBLSTM", "KimMTL", "MultiGatingSER", "ResNetLSTM"]
+__all__ = ["AAEMultiTaskModel", "AttentionCNNBLSTM", "KimMTL", "MultiGatingSER", "ResNetLSTM"]

@@ -18,7 +18,8 @@ Choices the paper leaves open (named arguments; ours are the defaults):
   and lets the attention learn to ignore them.
 
 The paper trained with Keras' "rmsprop" (its default learning rate 0.001),
-batch 64, 300 epochs, keeping the best model (`TRAINING_PRESETS["fu2021"]`);
+batch 64, 300 epochs, keeping the best model (the "paper" preset of
+`ser_keras.experiments.fu_savee_crosslang`, which trains it);
 `model.compile()` without arguments uses RMSprop with that default.
 
 Reference:
@@ -78,16 +79,6 @@ PRESETS = {
         "speaker_loss_weight": 1.0,
     },
 }
-
-# Training settings of the paper (Section 4.1), for the apps.
-TRAINING_PRESETS = {
-    "fu2021": {
-        "optimizer": "rmsprop",  # Keras' RMSprop defaults: learning rate 0.001, rho 0.9.
-        "batch_size": 64,
-        "epochs": 300,
-    },
-}
-
 
 @keras.saving.register_keras_serializable(package="ser_keras")
 class AttentionCNNBLSTM(MultiTaskModel):

@@ -34,7 +34,9 @@ utterance labels `[batch]` to every frame (-1 on padded frames). Padded
 frames are recognised by all features being `pad_value` (0.0), which no real
 frame has (see `FrameFeatures`). `frame_model()` gives the posteriors as
 `[batch, frames, classes]`, `utterance_model()` the mean posterior over each
-utterance's frames `[batch, classes]` (the model exported for serving).
+utterance's frames `[batch, classes]` (the model exported for serving). The
+frame layers (validity, standardisation, masking, flattening, masked mean)
+are in `ser_keras.layers.frames`.
 
 Choices the paper leaves open (named arguments; ours are the defaults):
 - feature standardisation: a layer inside the model (per-feature mean and
@@ -65,6 +67,13 @@ import numpy as np
 import tensorflow as tf  # one traced prediction function for any batch shape
 from keras import ops
 
+from ser_keras.layers.frames import (
+    FeatureStandardization,
+    FlattenFrames,
+    FrameValidity,
+    MaskedFrameMean,
+    MaskFrames,
+)
 from ser_keras.training.multitask import MultiTaskModel
 from ser_keras.utils.presets import preset_config
 from ser_keras.utils.validation import positive_int
@@ -106,18 +115,10 @@ PRESETS = {
     },
 }
 
-# Training settings of Section 5.1, for the apps. The paper gives no epoch
-# limit or early-stopping patience: ours.
-TRAINING_PRESETS = {
-    "kim2017": {
-        "optimizer": "adam",
-        "learning_rate": 3e-3,
-        "batch_size": 128,
-        "validation_fraction": 0.1,  # "10% of training data for optimising parameters"
-        "epochs": 100,  # ours
-        "patience": 10,  # ours
-    },
-}
+# Section 5.1: Adam with a fixed learning rate. The rest of the paper's training
+# (its batch size, the share of training data kept for validation, early
+# stopping) is the experiment's: ser_keras.experiments.gender_naturalness.PRESETS.
+LEARNING_RATE = 3e-3
 
 # Traced frame-posterior functions per model and task (weak keys: no cycle, no tracking).
 _FRAME_FUNCTIONS = weakref.WeakKeyDictionary()
@@ -126,135 +127,6 @@ _FRAME_FUNCTIONS = weakref.WeakKeyDictionary()
 # posterior exceeds it); Kim et al. do not restate it.
 DEFAULT_FUNCTIONAL_THRESHOLD = 0.2
 FUNCTIONAL_NAMES = ("max", "min", "mean", "share_above_threshold")
-
-
-# ---------------------------------------------------------------- layers
-@keras.saving.register_keras_serializable(package="ser_keras")
-class FrameValidity(keras.layers.Layer):
-    """`[batch, frames, features]` -> bool `[batch, frames]`: frames not entirely `pad_value`.
-
-    Args:
-        pad_value: The value every feature of a padded frame holds.
-        **kwargs: `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, pad_value=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.pad_value = float(pad_value)
-
-    def call(self, features):
-        return ops.any(ops.not_equal(features, self.pad_value), axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1])
-
-    def compute_output_spec(self, features):
-        return keras.KerasTensor(features.shape[:-1], dtype="bool")
-
-    def get_config(self):
-        config = super().get_config()
-        config["pad_value"] = self.pad_value
-        return config
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class FeatureStandardization(keras.layers.Layer):
-    """Per-feature standardisation with statistics held as non-trainable weights.
-
-    `(x - mean) / sqrt(variance + epsilon)` over the last axis. Unlike
-    `keras.layers.Normalization`, whose call reads a copy of its statistics
-    made at `adapt()`/load time, the weights are read at every call, so
-    `set_weights()` takes effect (the shared model checks rely on it).
-
-    Args:
-        epsilon: Added to the variance.
-        **kwargs: `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, epsilon=1e-6, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = float(epsilon)
-
-    def build(self, input_shape):
-        size = int(input_shape[-1])
-        self.mean = self.add_weight(
-            shape=(size,), initializer="zeros", trainable=False, name="mean"
-        )
-        self.variance = self.add_weight(
-            shape=(size,), initializer="ones", trainable=False, name="variance"
-        )
-
-    def adapt(self, frames):
-        """Sets the statistics from `[num_frames, features]` (NumPy)."""
-        frames = np.asarray(frames, dtype=np.float64)
-        self.mean.assign(frames.mean(axis=0).astype("float32"))
-        self.variance.assign(frames.var(axis=0).astype("float32"))
-
-    def call(self, inputs):
-        return (inputs - self.mean) / ops.sqrt(self.variance + self.epsilon)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config["epsilon"] = self.epsilon
-        return config
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class MaskFrames(keras.layers.Layer):
-    """`[x, valid]` -> `x` with the frames where `valid` is False set to 0."""
-
-    def call(self, inputs):
-        values, valid = inputs
-        return ops.where(valid[..., None], values, ops.zeros_like(values))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class FlattenFrames(keras.layers.Layer):
-    """`[batch, frames, classes]` -> `[batch * frames, classes]` (frame-level training)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # consumes the LSTM's mask (padding is in the labels)
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def call(self, values):
-        return ops.reshape(values, (-1, ops.shape(values)[-1]))
-
-    def compute_output_shape(self, input_shape):
-        return (None, input_shape[-1])
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class MaskedFrameMean(keras.layers.Layer):
-    """`[probabilities [B, T, C], valid [B, T]]` -> mean over the valid frames `[B, C]`.
-
-    An utterance without a valid frame gets zeros.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # the explicit `valid` input replaces the LSTM's mask
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def call(self, inputs):
-        values, valid = inputs
-        weights = ops.cast(valid, values.dtype)[..., None]
-        total = ops.sum(values * weights, axis=1)
-        count = ops.sum(weights, axis=1)
-        return ops.divide_no_nan(total, count)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], input_shape[0][-1])
 
 
 # ----------------------------------------------------------------- model
@@ -291,7 +163,7 @@ class KimMTL(MultiTaskModel):
     ```python
     model = KimMTL.from_preset("kim2017_lstm")  # gender + naturalness, lambda 0.1
     model.adapt_feature_normalization(training_frames)  # [N, 32] or list of [T_i, 32]
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))  # 3e-3, Section 5.1
     model.fit(chunks, {"emotion": e, "gender": g, "naturalness": n}, batch_size=128)
     posteriors = model.predict_frame_posteriors(utterance_features)  # list of [T_i, 4]
     ```

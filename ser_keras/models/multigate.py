@@ -40,7 +40,9 @@ Dense layers with the paper's widths and activations per language, dropout
 the other languages' samples are -1 for that head, so `MultiTaskModel`'s
 masked losses train every tower on its own language. The contrastive
 auxiliary loss (eq. 3-6, `ser_keras.training.contrastive`) acts on each
-tower's input with the language's weight `alpha`.
+tower's input with the language's weight `alpha`. The encoders' layers
+(`FrameMask`, `MaskedStatisticsPooling`, `LastStateAttention`, `MelCepstrum`)
+live in `ser_keras.layers.sequence` and `ser_keras.layers.cepstrum`.
 
 Deviations from the paper (no pretrained speech model is available offline):
 the paper's experts are Allosaurus, wav2vec, GE2E, BYOL and MFCC features;
@@ -75,6 +77,7 @@ import numpy as np
 import tensorflow as tf  # GradientTape and tf.distribute only (TensorFlow backend).
 from keras import ops
 
+from ser_keras.layers.cepstrum import MelCepstrum
 from ser_keras.layers.gating import (
     HARD_CONCRETE_BETA,
     HARD_CONCRETE_DELTA,
@@ -82,6 +85,7 @@ from ser_keras.layers.gating import (
     HardConcreteRouting,
     SoftmaxGate,
 )
+from ser_keras.layers.sequence import FrameMask, LastStateAttention, MaskedStatisticsPooling
 from ser_keras.training.contrastive import (
     MIN_SAMPLES_PER_CLASS,
     REDUCTIONS,
@@ -93,17 +97,9 @@ from ser_keras.utils.keras_loading import outside_object_sharing
 from ser_keras.utils.presets import preset_config
 from ser_keras.utils.validation import positive_int, positive_ints
 
+# The single-language model, then the multi-domain variants in the row order of
+# Table 3 (whose rows and titles are ser_keras.experiments.multilingual_gating's).
 VARIANTS = ("single", "base", "shared_bottom", "omoe", "mmoe", "multigate")
-# The multi-domain variants of Table 3, in its row order.
-TABLE3_VARIANTS = ("base", "shared_bottom", "omoe", "mmoe", "multigate")
-VARIANT_TITLES = {
-    "single": "Single language",
-    "base": "Base",
-    "shared_bottom": "SB",
-    "omoe": "OMoE",
-    "mmoe": "MMoE",
-    "multigate": "Ours",
-}
 EXPERT_KINDS = ("logmel", "mfcc", "statistics")
 GATED_VARIANTS = ("omoe", "mmoe", "multigate")
 SHARED_TASK = "emotion"
@@ -193,30 +189,37 @@ PRESETS = {
 }
 
 # Section 5.1: "AdamW with learning rate lr = 0.001, beta1 = 0.9, beta2 = 0.999,
-# epsilon = 1e-08, weight_decay = 1e-05 ... We train the model for 20 epoch".
-# The batch size is not stated (ours: 64).
-TRAINING_PRESETS = {
-    "wang": {
-        "optimizer": {
-            "learning_rate": 1e-3,
-            "beta_1": 0.9,
-            "beta_2": 0.999,
-            "epsilon": 1e-8,
-            "weight_decay": 1e-5,
-        },
-        "epochs": 20,
-        "batch_size": 64,
-    },
+# epsilon = 1e-08, weight_decay = 1e-05". (Its 20 epochs, and our batch of 64 --
+# the paper states none --, are the "paper" preset of
+# ser_keras.experiments.multilingual_gating.)
+PAPER_OPTIMIZER = {
+    "learning_rate": 1e-3,
+    "beta_1": 0.9,
+    "beta_2": 0.999,
+    "epsilon": 1e-8,
+    "weight_decay": 1e-5,
 }
 
 
-def make_optimizer(preset="wang"):
-    """The paper's AdamW (`TRAINING_PRESETS[preset]["optimizer"]`)."""
-    if preset not in TRAINING_PRESETS:
+def make_optimizer(**overrides):
+    """The paper's AdamW (`PAPER_OPTIMIZER`), with settings overridden.
+
+    Args:
+        **overrides: `keras.optimizers.AdamW` arguments among
+            `PAPER_OPTIMIZER`'s keys, e.g. `learning_rate=3e-4` (a tuner's).
+
+    Returns:
+        A `keras.optimizers.AdamW`.
+
+    Raises:
+        ValueError: An argument that is not one of `PAPER_OPTIMIZER`'s.
+    """
+    unknown = sorted(set(overrides) - set(PAPER_OPTIMIZER))
+    if unknown:
         raise ValueError(
-            f"Unknown training preset {preset!r}; available: {sorted(TRAINING_PRESETS)}."
+            f"Unknown optimizer settings {unknown}; expected some of {sorted(PAPER_OPTIMIZER)}."
         )
-    return keras.optimizers.AdamW(**TRAINING_PRESETS[preset]["optimizer"])
+    return keras.optimizers.AdamW(**{**PAPER_OPTIMIZER, **overrides})
 
 
 def language_settings(language):
@@ -227,208 +230,6 @@ def language_settings(language):
 def task_name(language):
     """The output (task) name of a language's head: `emotion_<language>`."""
     return f"{SHARED_TASK}_{language}"
-
-
-# ----------------------------------------------------------------- layers
-@keras.saving.register_keras_serializable(package="ser_keras")
-class FrameMask(keras.layers.Layer):
-    """Boolean `[batch, frames]` mask of the frames that are not padding.
-
-    A frame is padding when every value equals `pad_value` (the LogMel
-    front-end's padding beyond an utterance's length). The first frame is
-    always valid, so no sequence is empty.
-
-    Args:
-        pad_value: The padding value; None marks every frame valid.
-        **kwargs: Standard `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, pad_value=-1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.pad_value = None if pad_value is None else float(pad_value)
-
-    def call(self, features):
-        shape = ops.shape(features)
-        if self.pad_value is None:
-            return ops.ones((shape[0], shape[1]), dtype="bool")
-        valid = ops.any(ops.not_equal(features, self.pad_value), axis=-1)
-        first = ops.expand_dims(ops.equal(ops.arange(shape[1]), 0), 0)
-        return ops.logical_or(valid, first)
-
-    def compute_output_spec(self, features):
-        return keras.KerasTensor(features.shape[:2], dtype="bool")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"pad_value": self.pad_value})
-        return config
-
-
-def dct_matrix(num_mels, num_coefficients):
-    """`[num_mels, num_coefficients]` orthonormal DCT-II matrix (`dct(type=2, norm="ortho")`)."""
-    n = np.arange(num_mels)
-    k = np.arange(num_coefficients)
-    matrix = np.cos(np.pi / num_mels * (n[:, None] + 0.5) * k[None, :]) * math.sqrt(2.0 / num_mels)
-    matrix[:, 0] /= math.sqrt(2.0)
-    return matrix.astype("float32")
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class MelCepstrum(keras.layers.Layer):
-    """MFCCs from log-mel frames: the orthonormal DCT-II over the mel axis.
-
-    On a dB log-mel spectrogram this is exactly `librosa.feature.mfcc(S=...)`;
-    on the front-end's per-utterance normalised log-mel it gives the MFCCs up
-    to that normalisation's scale and the offset of coefficient 0.
-
-    Args:
-        num_coefficients: Number of cepstral coefficients kept (librosa: 20).
-        **kwargs: Standard `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, num_coefficients=20, **kwargs):
-        super().__init__(**kwargs)
-        if (
-            isinstance(num_coefficients, bool)
-            or not isinstance(num_coefficients, int)
-            or num_coefficients < 1
-        ):
-            raise ValueError(
-                f"`num_coefficients` must be a positive integer; received {num_coefficients!r}."
-            )
-        self.num_coefficients = num_coefficients
-
-    def build(self, input_shape):
-        num_mels = input_shape[-1]
-        if num_mels is None or num_mels < self.num_coefficients:
-            raise ValueError(
-                f"MelCepstrum needs at least num_coefficients={self.num_coefficients} mel bands; "
-                f"received input shape {tuple(input_shape)}."
-            )
-        self._matrix = dct_matrix(int(num_mels), self.num_coefficients)
-
-    def call(self, log_mel):
-        return ops.matmul(log_mel, ops.convert_to_tensor(self._matrix, dtype=log_mel.dtype))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.num_coefficients,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_coefficients": self.num_coefficients})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class MaskedStatisticsPooling(keras.layers.Layer):
-    """Mean and standard deviation of every feature over the valid frames.
-
-    Call arguments:
-        inputs: `[batch, frames, features]`.
-        mask: Optional boolean `[batch, frames]`.
-
-    Returns:
-        `[batch, 2 * features]`: the means, then the standard deviations.
-    """
-
-    def call(self, inputs, mask=None):
-        if mask is None:
-            weights = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
-        else:
-            weights = ops.cast(mask, inputs.dtype)
-        weights = ops.expand_dims(weights, -1)
-        count = ops.maximum(ops.sum(weights, axis=1), 1.0)
-        mean = ops.sum(inputs * weights, axis=1) / count
-        variance = ops.sum(ops.square(inputs - ops.expand_dims(mean, 1)) * weights, axis=1) / count
-        return ops.concatenate([mean, ops.sqrt(variance + 1e-8)], axis=-1)
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 2 * input_shape[-1])
-
-
-@keras.saving.register_keras_serializable(package="ser_keras")
-class LastStateAttention(keras.layers.Layer):
-    """Attention over a sequence with one query vector (eq. 1-2).
-
-    `s = softmax(q W_Q (H W_K)^T / sqrt(k)) H W_V`: the query is the
-    BiLSTM's last hidden state `z_hat` (size `k`), the keys and values the
-    BiLSTM's whole output sequence `H`; masked frames get no weight.
-
-    Args:
-        units: Size of the projections (the attention "hidden size").
-        kernel_initializer: Initializer of `W_Q`, `W_K`, `W_V`.
-        **kwargs: Standard `keras.layers.Layer` arguments.
-
-    Call arguments:
-        query: `[batch, k]`.
-        sequence: `[batch, frames, features]`.
-        mask: Optional boolean `[batch, frames]`.
-
-    Returns:
-        `[batch, units]`.
-
-    Reference:
-        Wang et al., Section 4.1, eq. 1-2.
-    """
-
-    def __init__(self, units, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"`units` must be a positive integer; received {units!r}.")
-        self.units = units
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-
-    def build(self, query_shape, sequence_shape):
-        if query_shape[-1] is None or sequence_shape[-1] is None:
-            raise ValueError(
-                "LastStateAttention needs known feature sizes; received query shape "
-                f"{tuple(query_shape)} and sequence shape {tuple(sequence_shape)}."
-            )
-        self.query_size = int(query_shape[-1])
-        features = int(sequence_shape[-1])
-        self.query_kernel = self.add_weight(
-            name="query_kernel",
-            shape=(self.query_size, self.units),
-            initializer=self.kernel_initializer,
-        )
-        self.key_kernel = self.add_weight(
-            name="key_kernel", shape=(features, self.units), initializer=self.kernel_initializer
-        )
-        self.value_kernel = self.add_weight(
-            name="value_kernel", shape=(features, self.units), initializer=self.kernel_initializer
-        )
-
-    def call(self, query, sequence, mask=None):
-        projected_query = ops.matmul(query, self.query_kernel)
-        keys = ops.matmul(sequence, self.key_kernel)
-        values = ops.matmul(sequence, self.value_kernel)
-        scores = ops.einsum("bd,btd->bt", projected_query, keys) / math.sqrt(self.query_size)
-        if mask is not None:
-            valid = ops.cast(mask, "bool")
-            scores = ops.where(valid, scores, ops.full_like(scores, -1e9))
-        weights = ops.softmax(scores, axis=-1)
-        if mask is not None:
-            weights = weights * ops.cast(valid, weights.dtype)
-        return ops.einsum("bt,btd->bd", weights, values)
-
-    def compute_output_shape(self, query_shape, sequence_shape):
-        return (query_shape[0], self.units)
-
-    def compute_mask(self, *args, **kwargs):
-        return None
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return config
 
 
 # ---------------------------------------------------------------- checks

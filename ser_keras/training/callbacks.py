@@ -1,4 +1,13 @@
-"""Training-schedule callbacks from the papers.
+"""Training-schedule callbacks from the papers, and the callbacks of exact resumption.
+
+`RestoreBestAndHalveLearningRate` is the AAE paper's schedule. A run killed
+at any moment (`kill -9` included) and resumed reproduces the uninterrupted
+run bit for bit with three pieces: `AtomicBackupAndRestore` (weights,
+optimizer and callback state, committed atomically at each epoch's end),
+`SeedEachEpoch` (each epoch's random layers a function of `(seed, epoch)`)
+and a dataset whose epoch order is a function of `(seed, epoch)`
+(`ser_keras.data.pipeline.make_dataset(..., epochs=...)`);
+`ser_keras.training.runner.fit_and_evaluate` combines them.
 
 Reference:
     S. Latif, R. Rana, S. Khalifa, R. Jurdak, J. Epps, B. W. Schuller,
@@ -23,7 +32,7 @@ def model_optimizers(model) -> list:
 
     Args:
         model: a compiled Keras model; one with a `phase_optimizers` dict (such
-            as `ser_keras.training.aae.AAEMultiTaskModel`) gives all of them.
+            as `ser_keras.models.aae_mtl.AAEMultiTaskModel`) gives all of them.
 
     Returns:
         list of `keras.optimizers.Optimizer`, without duplicates.
@@ -136,6 +145,29 @@ class RestoreBestAndHalveLearningRate(keras.callbacks.Callback):
         for optimizer in model_optimizers(self.model):
             _learning_rate(optimizer)  # fails early on a schedule
 
+    def get_resume_state(self) -> dict:
+        """What this callback carries between epochs, for `AtomicBackupAndRestore`.
+
+        The learning rates themselves are optimizer state, saved with the weights.
+        """
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+            "wait": self.wait,
+            "reductions": [list(reduction) for reduction in self.reductions],
+            "stopped_epoch": self.stopped_epoch,
+        }
+
+    def set_resume_state(self, state: dict) -> None:
+        """Takes back the state `get_resume_state` gave (after `on_train_begin`)."""
+        self.best = state["best"]
+        self.best_epoch = state["best_epoch"]
+        self.best_weights = state["best_weights"]
+        self.wait = state["wait"]
+        self.reductions = [tuple(reduction) for reduction in state["reductions"]]
+        self.stopped_epoch = state["stopped_epoch"]
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         if self.monitor not in logs:
@@ -178,29 +210,306 @@ class RestoreBestAndHalveLearningRate(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that replaces its files atomically.
-
-    Keras' callback writes the weights and then `training_metadata.json` in
-    place, so a job killed during the second write leaves an empty JSON file
-    and the resumed `fit` stops on a `JSONDecodeError` (seen on a cross-corpus
-    run killed when its session ended). Here each file is written to a
-    temporary file in the backup folder and moved into place. The weights are
-    replaced before the metadata: a job killed between the two moves resumes
-    from the newer weights at the older epoch count, so it repeats one epoch
-    rather than skipping one. `ser_keras.training.runner.fit_and_evaluate`
-    also discards backups that cannot be read (written by the plain callback,
-    or damaged) before training.
+def derived_seed(seed: int, *keys: int) -> int:
+    """A seed for `keys` (an epoch, a generator's position) drawn from `seed`.
 
     Args:
-        backup_dir: Folder of the backup, as for `BackupAndRestore`.
-        **kwargs: Further `BackupAndRestore` arguments.
+        seed: The run's seed, an integer >= 0.
+        *keys: Integers >= 0 naming what the seed is for.
+
+    Returns:
+        An int in `[0, 2**31 - 2)`: the range in which TensorFlow's stateless
+        random ops keep a Keras seed apart (they reduce it modulo
+        `2**31 - 2`).
     """
+    entropy = [seed, *keys]
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in entropy):
+        raise ValueError(f"Seeds and keys must be integers >= 0. Received: {entropy!r}")
+    state = np.random.SeedSequence([int(v) for v in entropy]).generate_state(1, dtype=np.uint64)
+    return int(state[0] % (2**31 - 2))
+
+
+def seed_generator_states(model) -> list:
+    """The state variables of every `keras.random.SeedGenerator` of `model`, in a fixed order.
+
+    These drive the model's random layers (`Dropout`, `GaussianNoise`, the
+    AAE's prior samples, ...). Keras does not save them with the weights.
+
+    Args:
+        model: A built Keras model.
+
+    Returns:
+        list of the `[2]` int state variables, in the order of `model.variables`.
+    """
+    weights = {id(weight) for weight in model.weights}
+    return [
+        variable
+        for variable in model.variables
+        if id(variable) not in weights and variable.name == "seed_generator_state"
+    ]
+
+
+class SeedEachEpoch(keras.callbacks.Callback):
+    """Makes each epoch's randomness a function of `(seed, epoch)` alone.
+
+    At the start of epoch `e` the Python, NumPy and TensorFlow seeds are set
+    (`keras.utils.set_random_seed`) and every `keras.random.SeedGenerator` of
+    the model restarts from a state derived from `(seed, e, its position)`.
+    Epoch `e` then draws the same dropout masks (and other random values of
+    the model) whether the run went through epochs `0..e-1` in this process
+    or was resumed from a backup: Keras saves the weights and the optimizer,
+    not these generators, which otherwise go on from wherever the process
+    left them. Random values drawn outside the model's generators (unseeded
+    `keras.random` calls inside a compiled step) are not covered: give every
+    random layer its own `SeedGenerator`, as Keras' layers do.
+
+    Pair it with a dataset whose order is a function of the epoch
+    (`ser_keras.data.pipeline.make_dataset(..., epochs=...)`).
+
+    Args:
+        seed: The run's seed, an integer >= 0.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        derived_seed(seed)  # checks it
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        keras.utils.set_random_seed(derived_seed(self.seed, epoch))
+        for position, state in enumerate(seed_generator_states(self.model), start=1):
+            value = [derived_seed(self.seed, epoch, position), 0]
+            state.assign(np.asarray(value, dtype=state.dtype))
+
+
+# Attributes that hold the state of Keras' own callbacks between epochs.
+_KERAS_CALLBACK_STATE = (
+    (
+        keras.callbacks.EarlyStopping,
+        ("wait", "stopped_epoch", "best", "best_epoch", "best_weights"),
+    ),
+    (keras.callbacks.ReduceLROnPlateau, ("wait", "cooldown_counter", "best")),
+    (keras.callbacks.ModelCheckpoint, ("best",)),
+)
+
+
+def _has_state(callback) -> bool:
+    return hasattr(callback, "get_resume_state") or any(
+        isinstance(callback, kind) for kind, _ in _KERAS_CALLBACK_STATE
+    )
+
+
+def callback_state(callback) -> dict | None:
+    """What `callback` carries from one epoch to the next; `None` if nothing.
+
+    A callback gives it by a `get_resume_state()` method returning a dict (and
+    takes it back by `set_resume_state(state)`); Keras' `EarlyStopping`,
+    `ReduceLROnPlateau` and `ModelCheckpoint` are known here.
+
+    Args:
+        callback: A Keras callback.
+
+    Returns:
+        dict name -> value (JSON values, or lists of NumPy arrays such as
+        kept weights), or None.
+    """
+    if not _has_state(callback):
+        return None
+    if hasattr(callback, "get_resume_state"):
+        return dict(callback.get_resume_state())
+    for kind, names in _KERAS_CALLBACK_STATE:
+        if isinstance(callback, kind):
+            return {name: getattr(callback, name, None) for name in names}
+    return None
+
+
+def restore_callback_state(callback, state: dict) -> None:
+    """Gives `callback` back the state `callback_state` took from it."""
+    if hasattr(callback, "set_resume_state"):
+        callback.set_resume_state(state)
+        return
+    for name, value in state.items():
+        setattr(callback, name, value)
+
+
+def _plain(value):
+    """A JSON value for a callback state entry (NumPy scalars become Python numbers)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _is_array_list(value) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(item, np.ndarray) for item in value)
+    )
+
+
+def _encode_states(callbacks) -> tuple[dict, dict]:
+    """(JSON description, arrays by name) of the states of the callbacks that have one."""
+    described, arrays = [], {}
+    for position, callback in enumerate(filter(_has_state, callbacks)):
+        state = callback_state(callback)
+        plain = {}
+        for name, value in state.items():
+            if _is_array_list(value):
+                keys = []
+                for index, array in enumerate(value):
+                    key = f"{position}.{name}.{index}"
+                    arrays[key] = array
+                    keys.append(key)
+                plain[name] = {"arrays": keys}
+            else:
+                plain[name] = _plain(value)
+        described.append({"class": type(callback).__name__, "state": plain})
+    return {"callbacks": described}, arrays
+
+
+def _decode_states(callbacks, described: dict, arrays) -> None:
+    entries = described["callbacks"]
+    callbacks = list(filter(_has_state, callbacks))
+    classes = [type(callback).__name__ for callback in callbacks]
+    stored = [entry["class"] for entry in entries]
+    if classes != stored:
+        raise ValueError(
+            "The backup was written with other stateful callbacks than this run has, so their "
+            f"state cannot be restored. Stored: {stored}; now: {classes}."
+        )
+    for callback, entry in zip(callbacks, entries, strict=True):
+        state = {}
+        for name, value in entry["state"].items():
+            if isinstance(value, dict) and set(value) == {"arrays"}:
+                value = [np.array(arrays[key]) for key in value["arrays"]]
+            state[name] = value
+        restore_callback_state(callback, state)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Backs up training at every epoch's end so that a killed run resumes exactly.
+
+    Each epoch's backup is a weights file (the model's weights and every
+    optimizer's state) and a state file (what `callbacks` carry from epoch to
+    epoch: best values, waits, kept weights; see `callback_state`; and
+    whether training was stopped), written under new names; then
+    `training_metadata.json`, which names them and the number of completed
+    epochs, is replaced atomically: that move commits the backup, and the
+    files of older backups are removed. A job killed at any moment (`kill
+    -9` included) thus leaves one complete, consistent backup. Keras' own
+    `BackupAndRestore` writes in place, and a job killed during its second
+    write left an empty JSON file (seen on a cross-corpus run), or newer
+    weights with an older epoch count.
+
+    On `on_train_begin` the latest backup is loaded: weights, optimizer
+    state, the callbacks' state, and the first epoch to run (none when the
+    backed-up run had stopped early). Put this callback last in the list:
+    its `on_train_begin` then comes after the other callbacks reset
+    themselves, and its `on_epoch_end` after they wrote their logs (a
+    `CSVLogger` row is written before the backup that covers it). Data
+    order and random layers are the caller's part (see `SeedEachEpoch` and
+    `ser_keras.data.pipeline.make_dataset(..., epochs=...)`).
+
+    Args:
+        backup_dir: Folder of the backup.
+        callbacks: The other callbacks of the `fit` whose state is backed up
+            and restored with the weights.
+        delete_checkpoint: Remove the backup when training ends.
+    """
+
+    METADATA = "training_metadata.json"
+
+    def __init__(self, backup_dir, callbacks=(), delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
+        self.state_callbacks = list(callbacks)
+
+    @classmethod
+    def read_metadata(cls, backup_dir) -> dict | None:
+        """The latest backup's metadata in `backup_dir`; `None` when there is none.
+
+        Args:
+            backup_dir: Folder of the backup.
+
+        Returns:
+            dict with `epoch` (completed epochs), `stopped` (bool), and the
+            names of its `weights` and `state` files (absent in backups of
+            earlier versions, which kept `latest.weights.h5`).
+
+        Raises:
+            ValueError: The metadata file exists but cannot be read.
+        """
+        path = os.path.join(backup_dir, cls.METADATA)
+        if not os.path.exists(path):
+            return None
+        with open(path) as handle:
+            text = handle.read()
+        try:
+            metadata = json.loads(text)
+            epoch = metadata["epoch"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: {type(error).__name__}: {error}") from error
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"{path}: epoch={epoch!r}")
+        metadata.setdefault("stopped", False)
+        return metadata
+
+    def on_train_begin(self, logs=None):
+        metadata = self.read_metadata(self.backup_dir)
+        if metadata is None:
+            return
+        if not self.model.built:
+            raise ValueError(
+                f"AtomicBackupAndRestore needs a built model; {self.model.name!r} is not built."
+            )
+        weights = os.path.join(
+            self.backup_dir, metadata.get("weights", "latest.weights.h5")
+        )
+        if os.path.exists(weights):
+            optimizer = self.model.optimizer
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(weights)
+        if metadata.get("state"):
+            with np.load(os.path.join(self.backup_dir, metadata["state"])) as stored:
+                arrays = {key: stored[key] for key in stored.files}
+            described = json.loads(str(arrays.pop("__state__")))
+            _decode_states(self.state_callbacks, described, arrays)
+        epoch = metadata["epoch"]
+        if metadata["stopped"]:
+            # Training had stopped early (e.g. EarlyStopping): no epoch left.
+            epoch = max(epoch, int(self.params.get("epochs", epoch)))
+        self.model._initial_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass  # backups at epoch ends only
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch_{self._current_epoch:05d}"
+        weights = os.path.join(self.backup_dir, f"{name}.weights.h5")
         # Keras takes the file format from the name: keep `.weights.h5` last.
-        with atomic_path(self._weights_path, suffix=".tmp.weights.h5") as temporary:
+        with atomic_path(weights, suffix=".tmp.weights.h5") as temporary:
             self.model.save_weights(str(temporary), overwrite=True)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        described, arrays = _encode_states(self.state_callbacks)
+        arrays["__state__"] = np.array(json.dumps(described))
+        state = os.path.join(self.backup_dir, f"{name}.state.npz")
+        with atomic_path(state, suffix=".tmp.npz") as temporary:
+            np.savez(str(temporary), **arrays)
+        metadata = {
+            "epoch": self._current_epoch,
+            "batch": 0,
+            "stopped": bool(self.model.stop_training),
+            "weights": os.path.basename(weights),
+            "state": os.path.basename(state),
+        }
         write_text_atomic(self._training_metadata_path, json.dumps(metadata))
+        keep = {self.METADATA, metadata["weights"], metadata["state"]}
+        for entry in os.listdir(self.backup_dir):
+            if entry not in keep:
+                path = os.path.join(self.backup_dir, entry)
+                if os.path.isfile(path):
+                    os.remove(path)

@@ -35,14 +35,16 @@ other TensorFlow operations run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
 
 import tensorflow as tf  # tf.distribute is TensorFlow's.
 
-STRATEGIES = ("none", "mirrored", "multiworker")
+# The strategy names and `--strategy` live in ser_keras.cli, which builds the
+# apps' parsers without importing TensorFlow; re-exported here.
+from ser_keras.cli import STRATEGIES, add_strategy_argument  # noqa: F401
+
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
 _TF_CONFIG_EXAMPLE = (
@@ -192,27 +194,6 @@ def _rank(value):
     parts = getattr(value, "values", (value,))
     shape = getattr(parts[0], "shape", None)
     return None if shape is None else shape.rank
-
-
-def add_strategy_argument(parser: argparse.ArgumentParser, default: str = "none") -> None:
-    """Adds `--strategy {none,mirrored,multiworker}` to an app's argument parser.
-
-    Args:
-        parser: The app's parser.
-        default: The default strategy name.
-    """
-    if default not in STRATEGIES:
-        raise ValueError(f"Unknown default strategy {default!r}; expected one of {STRATEGIES}.")
-    parser.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default=default,
-        help=(
-            "tf.distribute strategy: none (one device), mirrored (every local GPU, gradients "
-            "all-reduced), multiworker (several hosts, each started with its own TF_CONFIG). "
-            "--batch-size stays the global batch, split over the replicas."
-        ),
-    )
 
 
 # --------------------------------------------------------------- batch sizes

@@ -4,8 +4,13 @@ Every app trains folds the same way: seed, build, fit with validation data from
 the training speakers, keep the weights of the best validation epoch, evaluate
 the test fold once with them. This module is that one place. A fold whose
 `result.json` exists is finished and is not trained again; a fold interrupted
-mid-training continues from its last completed epoch (Keras'
-`BackupAndRestore` keeps the weights, the optimizer state and the epoch).
+mid-training, even by `kill -9`, continues from its last completed epoch and
+ends exactly as the uninterrupted run would have (same `history.csv`, test
+metrics and confusion matrix): `AtomicBackupAndRestore` keeps the weights,
+the optimizer state, the epoch and the callbacks' state, `SeedEachEpoch`
+makes each epoch's dropout a function of `(seed, epoch)`, and each epoch's
+order and augmentation of the training data are one too
+(`make_dataset(..., epochs=...)`).
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import numpy as np
 
 from ser_keras.evaluation import metrics as metrics_lib
 from ser_keras.evaluation import reports
-from ser_keras.training.callbacks import AtomicBackupAndRestore
-from ser_keras.utils.atomic import atomic_path
+from ser_keras.training.callbacks import AtomicBackupAndRestore, SeedEachEpoch
+from ser_keras.utils.atomic import atomic_path, write_file_atomic
 
 
 @dataclasses.dataclass
@@ -58,6 +63,41 @@ def _best_so_far(history_path: pathlib.Path, monitor: str, mode: str) -> float |
     if not values:
         return None
     return max(values) if mode == "max" else min(values)
+
+
+def _history_prefix(history_path: pathlib.Path, completed: int) -> bytes | None:
+    """The header and first `completed` rows of a CSVLogger file, as written.
+
+    `CSVLogger` writes an epoch's row before `AtomicBackupAndRestore` commits
+    that epoch's backup, so a job killed in between leaves one row more than
+    the backup covers (the epoch runs again on resume), and a job killed
+    while writing a row leaves part of one. Neither belongs to the history.
+
+    Args:
+        history_path: The `history.csv` of the fold.
+        completed: Epochs completed according to the backup.
+
+    Returns:
+        The bytes to keep, or `None` when no row is to be kept.
+
+    Raises:
+        ValueError: The file lacks some of the `completed` rows.
+    """
+    if completed == 0:
+        return None
+    lines = history_path.read_bytes().splitlines(keepends=True) if history_path.exists() else []
+    kept = lines[: completed + 1]
+    numbers = [line.split(b",", 1)[0].strip() for line in kept[1:]]
+    if (
+        len(kept) < completed + 1
+        or not all(line.endswith(b"\n") for line in kept)
+        or numbers != [str(number).encode() for number in range(completed)]
+    ):
+        raise ValueError(
+            f"{history_path}: the backup has {completed} completed epochs, the history "
+            f"{max(len(lines) - 1, 0)} rows"
+        )
+    return b"".join(kept)
 
 
 def _read_history(history_path: pathlib.Path) -> dict:
@@ -130,7 +170,7 @@ def fit_and_evaluate(
         `num_train`, `num_validation`, `num_test`. It is also written to
         `fold_dir/result.json`; the best model is kept as `fold_dir/best.keras`.
     """
-    from ser_keras.data.pipeline import make_dataset
+    from ser_keras.data.pipeline import make_dataset, num_batches
 
     fold_dir = pathlib.Path(fold_dir)
     result_path = fold_dir / "result.json"
@@ -146,6 +186,28 @@ def fit_and_evaluate(
         )
     fold_dir.mkdir(parents=True, exist_ok=True)
     mode = "min" if "loss" in monitor else "max"
+    backup_dir = fold_dir / "backup"
+    history_path = fold_dir / "history.csv"
+    weights_path = fold_dir / "best.weights.h5"
+    damaged = _unreadable_fold_state(fold_dir)
+    if damaged:
+        # A partial fold that cannot be continued is trained again from its
+        # first epoch, rather than stopping the whole run.
+        print(
+            f"Warning: {fold_dir} holds an interrupted fold whose state cannot be read "
+            f"({damaged}); training this fold again from epoch 1.",
+            flush=True,
+        )
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    metadata = AtomicBackupAndRestore.read_metadata(backup_dir)
+    completed = min(metadata["epoch"], epochs) if metadata else 0
+    kept = _history_prefix(history_path, completed)
+    if kept is None:
+        # No completed epoch: whatever a killed first epoch left goes.
+        for stale in (history_path, weights_path):
+            stale.unlink(missing_ok=True)
+    elif kept != history_path.read_bytes():
+        write_file_atomic(history_path, lambda handle: handle.write(kept))
 
     keras.utils.set_random_seed(seed)
     if strategy is not None:
@@ -159,28 +221,16 @@ def fit_and_evaluate(
     else:
         model = build_model()
 
+    # The batches of epochs `completed`..`epochs - 1`, each epoch's order a
+    # function of (seed, epoch): the same as in an uninterrupted run.
     train_data = make_dataset(
         train.inputs, train.labels, batch_size=batch_size, shuffle=True, seed=seed,
-        augment=augment,
+        augment=augment, epochs=epochs, initial_epoch=completed,
     )
     validation_data = make_dataset(validation.inputs, validation.labels, batch_size=batch_size)
 
-    history_path = fold_dir / "history.csv"
-    weights_path = fold_dir / "best.weights.h5"
-    damaged = _unreadable_fold_state(fold_dir)
-    if damaged:
-        # A partial fold that cannot be continued is trained again from its
-        # first epoch, rather than stopping the whole run.
-        print(
-            f"Warning: {fold_dir} holds an interrupted fold whose state cannot be read "
-            f"({damaged}); training this fold again from epoch 1.",
-            flush=True,
-        )
-        shutil.rmtree(fold_dir / "backup", ignore_errors=True)
-        for stale in (history_path, weights_path):
-            stale.unlink(missing_ok=True)
     callbacks = [
-        AtomicBackupAndRestore(str(fold_dir / "backup"), delete_checkpoint=False),
+        SeedEachEpoch(seed),
         keras.callbacks.ModelCheckpoint(
             str(weights_path),
             monitor=monitor,
@@ -196,13 +246,20 @@ def fit_and_evaluate(
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)
         )
     callbacks.extend(extra_callbacks)
+    # Last: it restores the others' state after they reset themselves, and
+    # backs up an epoch after they have all logged it.
+    callbacks.append(
+        AtomicBackupAndRestore(str(backup_dir), callbacks=list(callbacks), delete_checkpoint=False)
+    )
     model.fit(
         train_data,
         validation_data=validation_data,
         epochs=epochs,
+        initial_epoch=completed,
+        steps_per_epoch=num_batches(len(train), batch_size),
         callbacks=callbacks,
         verbose=verbose,
-        shuffle=False,  # make_dataset already shuffles, reshuffling every epoch
+        shuffle=False,  # make_dataset orders each epoch
     )
 
     if weights_path.exists():
@@ -230,7 +287,12 @@ def fit_and_evaluate(
         num_test=len(test),
     )
     if history:
-        reports.plot_training_curves(history, fold_dir / "training_curves.png", title=fold_dir.name)
+        reports.plot_training_curves(
+            history,
+            fold_dir / "training_curves.png",
+            title=f"{fold_dir.parent.name}, {fold_dir.name.removeprefix('fold_')}",
+            selected_epoch=best_epoch + 1 if monitored else None,
+        )
     _save_model_atomic(model, fold_dir / "best.keras")
     reports.write_json_atomic(result_path, result)
     shutil.rmtree(fold_dir / "backup", ignore_errors=True)
@@ -238,30 +300,48 @@ def fit_and_evaluate(
 
 
 def _unreadable_fold_state(fold_dir: pathlib.Path) -> str | None:
-    """Why an interrupted fold's backup or best weights cannot be read; `None` when they can.
+    """Why an interrupted fold's state cannot be continued; `None` when it can.
 
     Keras' own `BackupAndRestore` wrote its files in place, so a run killed
     mid-write (before `AtomicBackupAndRestore`) can leave an empty
     `training_metadata.json` or a truncated weights file; `ModelCheckpoint`
-    still writes `best.weights.h5` in place.
+    still writes `best.weights.h5` in place; and a backup of an earlier
+    version, written before the history row of its epoch, can cover an epoch
+    that `history.csv` lacks.
     """
+    import zipfile
+
     import h5py
 
-    metadata = fold_dir / "backup" / "training_metadata.json"
-    if metadata.exists():
-        try:
-            epoch = json.loads(metadata.read_text())["epoch"]
-            if not isinstance(epoch, int) or epoch < 0:
-                raise ValueError(f"epoch={epoch!r}")
-        except (ValueError, KeyError, TypeError) as error:
-            return f"{metadata}: {type(error).__name__}: {error}"
-    for weights in (fold_dir / "backup" / "latest.weights.h5", fold_dir / "best.weights.h5"):
+    backup_dir = fold_dir / "backup"
+    try:
+        metadata = AtomicBackupAndRestore.read_metadata(backup_dir)
+    except ValueError as error:
+        return str(error)
+    weights_files = [backup_dir / "latest.weights.h5", fold_dir / "best.weights.h5"]
+    if metadata and metadata.get("weights"):
+        weights_files.insert(0, backup_dir / metadata["weights"])
+    for name in ("weights", "state"):
+        if metadata and metadata.get(name) and not (backup_dir / metadata[name]).exists():
+            return f"{backup_dir / metadata[name]} is missing"
+    for weights in weights_files:
         if weights.exists():
             try:
                 with h5py.File(weights, "r"):
                     pass
             except OSError as error:
                 return f"{weights}: {error}"
+    if metadata and metadata.get("state"):
+        state = backup_dir / metadata["state"]
+        try:
+            with np.load(state) as stored:
+                json.loads(str(stored["__state__"]))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            return f"{state}: {type(error).__name__}: {error}"
+    try:
+        _history_prefix(fold_dir / "history.csv", metadata["epoch"] if metadata else 0)
+    except ValueError as error:
+        return str(error)
     return None
 
 

@@ -25,7 +25,10 @@ units and scaled to the chosen architecture preset: with a reduced CPU preset
 (e.g. `fu2021_cpu`, whose LSTM has 32 units where the paper has 128) the
 hyperparameter `lstm_units = 128` builds 32 units and `256` builds 64. The
 defaults therefore always build exactly the preset, the paper's numbers stay
-the defaults, and a CPU search stays as fast as the CPU preset.
+the defaults, and a CPU search stays as fast as the CPU preset. Every
+HyperModel builds its model the way the experiments do: with the model
+class's `from_preset` (the AAE: `ser_keras.models.aae_mtl.build_aae_model`),
+the preset's arguments overridden by the hyperparameters' values.
 
 The models keep their own `train_step` (masked multi-task losses, the AAE's
 three phases with four optimizers, Kim et al.'s frame-level labels, Wang et
@@ -73,11 +76,38 @@ import numpy as np
 
 from ser_keras.evaluation.metrics import mean_and_spread
 from ser_keras.models import aae_mtl, attention_cnn_blstm, kim_mtl, multigate, resnet_lstm
-from ser_keras.training import aae
 from ser_keras.utils.presets import preset_config
 
 OBJECTIVE_NAME = "val_emotion_ua"
 PRIMARY_TASK = "emotion"
+
+
+def paper_optimizer_settings(family: str) -> dict:
+    """The paper's optimizer arguments of a model family, read from its model module.
+
+    The one place that reads the model modules' training settings: paper
+    001 trains with Adam at a fixed learning rate of 3e-3, paper 003 with
+    AdamW, lr 0.001, betas 0.9/0.999, epsilon 1e-8 and weight decay 1e-5
+    (both Section 5.1).
+
+    Args:
+        family: `"kim_mtl"` or `"multigate"`.
+
+    Returns:
+        A new dict of optimizer arguments (`learning_rate`, ...).
+
+    Raises:
+        ValueError: Another family, naming it.
+    """
+    if family == "kim_mtl":
+        return {"learning_rate": kim_mtl.LEARNING_RATE}
+    if family == "multigate":
+        return dict(multigate.PAPER_OPTIMIZER)
+    raise ValueError(
+        "`family` must be 'kim_mtl' or 'multigate' (the families whose model modules state "
+        f"the paper's optimizer). Received: {family!r}"
+    )
+
 
 # Learning rates of the papers' optimizers. Paper 004 trains with Keras'
 # "rmsprop", whose default learning rate is 0.001. Paper 002 uses SGD with
@@ -85,11 +115,9 @@ PRIMARY_TASK = "emotion"
 # choice, as in apps.train_crosslang_valence.
 FU2021_LEARNING_RATE = 1e-3
 LATIF2020_RESNET_LEARNING_RATE = 1e-3  # not in paper 000 (our choice)
-LATIF2020_AAE_LEARNING_RATE = aae.PAPER_LEARNING_RATE  # 1e-4, paper 002
-# Paper 001: Adam with a fixed learning rate of 3e-3 (Section 5.1). Paper 003:
-# AdamW, lr 0.001, betas 0.9/0.999, epsilon 1e-8, weight decay 1e-5 (Section 5.1).
-KIM2017_LEARNING_RATE = kim_mtl.TRAINING_PRESETS["kim2017"]["learning_rate"]
-WANG_OPTIMIZER = multigate.TRAINING_PRESETS["wang"]["optimizer"]
+LATIF2020_AAE_LEARNING_RATE = aae_mtl.PAPER_LEARNING_RATE  # 1e-4, paper 002
+KIM2017_LEARNING_RATE = paper_optimizer_settings("kim_mtl")["learning_rate"]  # paper 001
+WANG_OPTIMIZER = paper_optimizer_settings("multigate")  # paper 003's AdamW
 
 
 def emotion_ua_objective() -> keras_tuner.Objective:
@@ -224,9 +252,11 @@ class _MeanHeadUA(keras.callbacks.Callback):
 class SERHyperModel(keras_tuner.HyperModel):
     """Base of the package's HyperModels: preset scaling and the speaker-fold `fit`.
 
-    Subclasses define `model_arguments(hp)` (declares the hyperparameters,
-    returns the model's constructor arguments), `optimizer(hp)` and
-    `build_model(arguments)`; `build(hp)` returns the compiled model. Models
+    Subclasses set `model_class` and define `model_arguments(hp)` (declares
+    the hyperparameters, returns the model's constructor arguments) and
+    `optimizer(hp)`; `build_model(arguments)` builds the model through
+    `model_class.from_preset`, the path the experiments take, and
+    `build(hp)` returns it compiled. Models
     with layers fitted to the training data override `prepare(model, x)`;
     models without an `emotion` head override `mask_validation_labels` and
     `objective_callbacks`.
@@ -250,10 +280,13 @@ class SERHyperModel(keras_tuner.HyperModel):
     data_arguments: tuple = ()
     #: Model constructor arguments outside the presets that `fixed` may set.
     other_arguments: tuple = ()
+    #: The family's model class (`build_model` calls its `from_preset`).
+    model_class: type | None = None
 
     def __init__(self, preset, presets, paper_preset, fixed, name=None, tunable=True):
         super().__init__(name=name, tunable=tunable)
         self.paper = copy.deepcopy(presets[paper_preset])
+        self.paper_preset = paper_preset
         if isinstance(preset, str):
             resolved = preset_config(presets, preset)
             self.preset_name = preset
@@ -319,8 +352,14 @@ class SERHyperModel(keras_tuner.HyperModel):
         raise NotImplementedError
 
     def build_model(self, arguments) -> keras.Model:
-        """The uncompiled model for the constructor arguments of `model_arguments`."""
-        raise NotImplementedError
+        """The uncompiled model for the constructor arguments of `model_arguments`.
+
+        Built by `model_class.from_preset`, as the experiments build theirs:
+        the preset's name (the paper preset's for a dict preset) with
+        `arguments` as overrides. `arguments` set every architecture
+        argument, so the model is the one they describe.
+        """
+        return self.model_class.from_preset(self.preset_name or self.paper_preset, **arguments)
 
     def build(self, hp):
         """Builds and compiles the model for the hyperparameters `hp`."""
@@ -500,6 +539,7 @@ class AttentionCNNBLSTMHyperModel(SERHyperModel):
         "num_attention_heads",
     )
     data_arguments = ("num_emotions", "num_speakers")
+    model_class = attention_cnn_blstm.AttentionCNNBLSTM
 
     def __init__(
         self,
@@ -557,9 +597,6 @@ class AttentionCNNBLSTMHyperModel(SERHyperModel):
         )
         return keras.optimizers.RMSprop(learning_rate=learning_rate)
 
-    def build_model(self, arguments):
-        return attention_cnn_blstm.AttentionCNNBLSTM(**arguments)
-
 
 class ResNetLSTMHyperModel(SERHyperModel):
     """Search space of Latif et al.'s multi-task ResNet-LSTM (paper 000).
@@ -595,6 +632,7 @@ class ResNetLSTMHyperModel(SERHyperModel):
 
     tuned_arguments = ("alpha", "lstm_units", "dense_units", "dropout_rate")
     data_arguments = ("num_emotions", "num_languages", "use_domain_head")
+    model_class = resnet_lstm.ResNetLSTM
 
     def __init__(
         self,
@@ -641,9 +679,6 @@ class ResNetLSTMHyperModel(SERHyperModel):
         )
         return keras.optimizers.Adam(learning_rate=learning_rate)
 
-    def build_model(self, arguments):
-        return resnet_lstm.ResNetLSTM(**arguments)
-
 
 class AAEMultiTaskHyperModel(SERHyperModel):
     """Search space of Latif et al.'s multi-task semi-supervised AAE (paper 002).
@@ -674,7 +709,7 @@ class AAEMultiTaskHyperModel(SERHyperModel):
         num_classes: Dict task -> number of classes, "emotion" first among
             the variant's tasks, e.g. `{"emotion": 4, "speaker": 10,
             "gender": 2}`; a subset of the variant's tasks is allowed.
-        variant: A key of `ser_keras.training.aae.VARIANTS`: the networks
+        variant: A key of `ser_keras.models.aae_mtl.VARIANTS`: the networks
             (decoder, discriminator) and the default alpha and beta.
         preset: `"latif2020"`, `"cpu_small"` (of
             `ser_keras.models.aae_mtl.AAE_MTL_PRESETS`) or a dict of
@@ -707,11 +742,11 @@ class AAEMultiTaskHyperModel(SERHyperModel):
         super().__init__(
             preset, aae_mtl.AAE_MTL_PRESETS, "latif2020", fixed, name=name, tunable=tunable
         )
-        if variant not in aae.VARIANTS:
+        if variant not in aae_mtl.VARIANTS:
             raise ValueError(
-                f"Unknown variant {variant!r}; expected one of {sorted(aae.VARIANTS)}."
+                f"Unknown variant {variant!r}; expected one of {sorted(aae_mtl.VARIANTS)}."
             )
-        spec = aae.VARIANTS[variant]
+        spec = aae_mtl.VARIANTS[variant]
         if not isinstance(num_classes, dict) or PRIMARY_TASK not in num_classes:
             raise ValueError(
                 f"`num_classes` must be a dict task -> classes including {PRIMARY_TASK!r}; "
@@ -730,7 +765,7 @@ class AAEMultiTaskHyperModel(SERHyperModel):
         self.seed = seed
 
     def model_arguments(self, hp):
-        spec = aae.VARIANTS[self.variant]
+        spec = aae_mtl.VARIANTS[self.variant]
         paper = self.paper
         architecture = dict(self.preset)
         architecture.update(self.fixed)
@@ -774,22 +809,21 @@ class AAEMultiTaskHyperModel(SERHyperModel):
         return keras.optimizers.SGD(learning_rate=learning_rate)
 
     def build_model(self, arguments):
-        networks = aae_mtl.build_aae_networks(
+        """The uncompiled `AAEMultiTaskModel` of the variant and tasks.
+
+        Built by `ser_keras.models.aae_mtl.build_aae_model`, the path the
+        paper-002 experiment takes (its heads: the tasks of `num_classes`,
+        any subset of the variant's).
+        """
+        return aae_mtl.build_aae_model(
             arguments["num_classes"],
-            reconstruction=arguments["reconstruction"],
-            adversarial=arguments["adversarial"],
-            **arguments["architecture"],
-        )
-        return aae.AAEMultiTaskModel(
-            encoder=networks["encoder"],
-            classifiers=networks["classifiers"],
-            decoder=networks["decoder"],
-            discriminator=networks["discriminator"],
+            self.variant,
+            self.preset_name or self.paper_preset,
             alpha=arguments["alpha"],
             beta=arguments["beta"],
             generator_loss=arguments["generator_loss"],
             seed=arguments["seed"],
-            name=self.variant,
+            **arguments["architecture"],
         )
 
 
@@ -848,6 +882,7 @@ class KimMTLHyperModel(SERHyperModel):
 
     tuned_arguments = ("auxiliary_loss_weight", "units", "dropout_rate")
     data_arguments = ("network", "num_emotions", "auxiliary_tasks")
+    model_class = kim_mtl.KimMTL
 
     def __init__(
         self,
@@ -910,9 +945,6 @@ class KimMTLHyperModel(SERHyperModel):
             "learning_rate", 3e-4, 3e-2, sampling="log", default=KIM2017_LEARNING_RATE
         )
         return keras.optimizers.Adam(learning_rate=learning_rate)
-
-    def build_model(self, arguments):
-        return kim_mtl.KimMTL(**arguments)
 
     def prepare(self, model, x):
         """Sets the feature standardisation from the training frames (padding excluded)."""
@@ -983,6 +1015,7 @@ class MultiGatingHyperModel(SERHyperModel):
         "expert_units",
     )
     data_arguments = ("class_names", "variant", "seed")
+    model_class = multigate.MultiGatingSER
     other_arguments = (
         "embedding_dims",
         "normalize_statistics",
@@ -1078,9 +1111,6 @@ class MultiGatingHyperModel(SERHyperModel):
         )
         return keras.optimizers.AdamW(**settings)
 
-    def build_model(self, arguments):
-        return multigate.MultiGatingSER(**arguments)
-
     def prepare(self, model, x):
         """Fits the functionals' normalisation to the training inputs."""
         model.adapt_normalization(x)
@@ -1116,3 +1146,77 @@ HYPERMODELS = {
     "kim_mtl": KimMTLHyperModel,
     "multigate": MultiGatingHyperModel,
 }
+
+
+def build_hypermodel(
+    family,
+    *,
+    preset,
+    input_shape,
+    num_emotions=None,
+    classes=None,
+    language_classes=None,
+    seed=None,
+):
+    """The HyperModel of a model family for the data of a search (`apps.tune`).
+
+    Args:
+        family: A key of `HYPERMODELS`.
+        preset: The architecture preset (a name of the family's presets, or
+            a dict of architecture arguments).
+        input_shape: `(frames, features)` of one input sample (segments for
+            the AAE, whose preset fixes its input).
+        num_emotions: Emotion classes (not for `"multigate"`).
+        classes: Dict auxiliary task -> class names of the training data
+            (`speaker`, `language`, `domain`, `gender`, `naturalness`); the
+            heads built are the tasks present.
+        language_classes: `"multigate"`: dict language -> class names.
+        seed: Seed of the AAE's prior samples and the NAS gates' noise.
+
+    Returns:
+        An `SERHyperModel`.
+
+    Raises:
+        ValueError: An unknown family, naming it.
+    """
+    if family not in HYPERMODELS:
+        raise ValueError(f"`family` must be one of {sorted(HYPERMODELS)}. Received: {family!r}")
+    classes = dict(classes or {})
+    num_frames, num_features = input_shape
+    if family == "kim_mtl":
+        return KimMTLHyperModel(
+            num_emotions=num_emotions,
+            auxiliary_tasks=tuple(classes),
+            preset=preset,
+            num_features=num_features,
+        )
+    if family == "multigate":
+        return MultiGatingHyperModel(
+            language_classes, preset=preset, seed=seed, num_frames=num_frames,
+            num_mels=num_features,
+        )
+    if family == "attention_cnn_blstm":
+        return AttentionCNNBLSTMHyperModel(
+            num_emotions=num_emotions,
+            num_speakers=len(classes.get("speaker", ())),
+            preset=preset,
+            num_frames=num_frames,
+            num_mels=num_features,
+        )
+    if family == "resnet_lstm_mtl":
+        return ResNetLSTMHyperModel(
+            num_emotions=num_emotions,
+            num_languages=len(classes.get("language", ())),
+            use_domain_head="domain" in classes,
+            preset=preset,
+            num_frames=num_frames,
+            num_mels=num_features,
+        )
+    num_classes = {"emotion": num_emotions}
+    num_classes.update({task: len(names) for task, names in classes.items()})
+    return AAEMultiTaskHyperModel(
+        num_classes,
+        variant="aae_mtl" if len(num_classes) > 1 else "aae_stl",
+        preset=preset,
+        seed=seed,
+    )

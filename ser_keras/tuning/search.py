@@ -15,13 +15,14 @@ was interrupted and continues up to `max_trials`.
 
 from __future__ import annotations
 
+import pathlib
+
 import keras_tuner
 import numpy as np
 
+from ser_keras.tuning.experiment import TUNERS
 from ser_keras.tuning.hypermodels import OBJECTIVE_NAME, emotion_ua_objective
 from ser_keras.utils.validation import positive_int
-
-TUNERS = ("random", "bayesian", "hyperband")
 
 
 class TrialFailureError(RuntimeError):
@@ -190,6 +191,49 @@ def trial_table(tuner):
     return rows
 
 
+# Hyperband's bookkeeping entries of a trial's hyperparameters (left out of the table).
+_TUNER_ENTRIES = ("tuner/trial_id", "tuner/bracket", "tuner/round")
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value
+
+
+def write_trials(out_dir, rows) -> str:
+    """Writes the trial table as `trials.md` and `trials.json`; returns the Markdown table.
+
+    Args:
+        out_dir: The project folder.
+        rows: `trial_table(tuner)`.
+
+    Returns:
+        The Markdown table: trial, status, validation UA (%), best epoch and
+        one column per hyperparameter.
+    """
+    from ser_keras.evaluation import reports
+
+    names = []
+    for row in rows:
+        for name in row["hyperparameters"]:
+            if name not in names and name not in _TUNER_ENTRIES:
+                names.append(name)
+    headers = ["trial", "status", "val_emotion_ua (%)", "best epoch"] + names
+    table_rows = []
+    for row in rows:
+        score = None if row["score"] is None else 100 * row["score"]
+        table_rows.append(
+            [row["trial_id"], row["status"], score, row["best_step"]]
+            + [_format(row["hyperparameters"].get(name)) for name in names]
+        )
+    table = reports.markdown_table(headers, table_rows)
+    out_dir = pathlib.Path(out_dir)
+    reports.write_text_atomic(out_dir / "trials.md", "# Trials\n\n" + table + "\n")
+    reports.write_json_atomic(out_dir / "trials.json", rows)
+    return table
+
+
 def best_trial(tuner):
     """The completed trial with the best objective value.
 
@@ -263,4 +307,5 @@ __all__ = [
     "raise_for_failed_trials",
     "speaker_validation_folds",
     "trial_table",
+    "write_trials",
 ]

@@ -32,6 +32,11 @@ def atomic_path(path, suffix=None):
 
     Yields:
         `pathlib.Path` of the temporary file to write.
+
+    Raises:
+        OSError: Writing failed; an error that names no file (a full disk
+            seen by `write()`) is raised again with `path` as its
+            `filename`, so that the message says which file was not written.
     """
     path = pathlib.Path(path)
     if path.is_dir():
@@ -46,6 +51,11 @@ def atomic_path(path, suffix=None):
         yield temporary
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            # A failed write() (a full disk) names no file: name the destination.
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:
         if temporary.exists():
             temporary.unlink()

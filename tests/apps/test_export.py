@@ -195,6 +195,9 @@ def test_saved_model_cli_lists_both_signatures(fresh_processes):
         ("inputs", "waveform"): ("DT_FLOAT", "(-1, -1)"),
         ("inputs", "lengths"): ("DT_INT32", "(-1)"),
         **outputs,
+        ("outputs", "speech_seconds"): ("DT_FLOAT", "(-1)"),
+        ("outputs", "cut"): ("DT_BOOL", "(-1)"),
+        ("outputs", "no_speech"): ("DT_BOOL", "(-1)"),
     }
     assert signatures["features"] == {
         ("inputs", "features"): ("DT_FLOAT", f"(-1, {NUM_FRAMES}, {NUM_MELS})"),
@@ -265,6 +268,9 @@ def test_options_stand_in_for_a_missing_sidecar_and_versions_count(exported, tmp
         "emotion_probabilities",
         "emotion_label",
         "speaker_probabilities",
+        "speech_seconds",
+        "cut",
+        "no_speech",
     ]
     assert "ser_small (versions [1, 4])" in out
     assert "all {" in (base / "models.config").read_text()

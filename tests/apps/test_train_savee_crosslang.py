@@ -60,11 +60,23 @@ def test_run_writes_table2_results_plots_and_export(finished_run):
     assert (root / "exported" / "attention_cnn_blstm" / "1" / "saved_model.pb").exists()
     assert 'name: "attention_cnn_blstm"' in (root / "exported" / "models.config").read_text()
     assert results["export"].endswith("attention_cnn_blstm/1")
+    # The setting with the best validation UA is exported, and named.
+    best = max(
+        (fold["best_validation_ua"], name)
+        for name, entry in results["settings"].items()
+        for fold in entry["folds"]
+    )
+    assert results["exported"]["validation_ua"] == best[0]
+    assert metadata_of_export(root)["setting"] == results["exported"]["setting"]
     # The cropped input and the augmentation are recorded; the export takes 96 frames.
     assert results["configuration"]["num_frames"] == 96
     assert results["configuration"]["spec_augment"] is True
     metadata = load_metadata(root / "exported" / "attention_cnn_blstm" / "1")
     assert metadata["frontend"]["config"]["num_frames"] == 96
+
+
+def metadata_of_export(root):
+    return load_metadata(root / "exported" / "attention_cnn_blstm" / "1")["metadata"]
 
 
 def test_resume_reuses_finished_folds(finished_run, capsys):
@@ -91,11 +103,20 @@ def test_existing_run_without_resume_is_refused(finished_run, capsys):
         (["--savee", "/tmp", "--settings", "xl"], "--emodb"),
         (["--folds", "0"], "--folds"),
         (["--num-frames", "0"], "--num-frames"),
+        (["--epochs", "0"], "--epochs must be an integer of at least 1. Received: 0"),
+        (["--epochs", "-1"], "--epochs must be an integer of at least 1. Received: -1"),
+        (["--batch-size", "0"], "--batch-size must be an integer of at least 1. Received: 0"),
+        (["--validation-fraction", "0.7"], "--validation-fraction"),
+        (["--seed", "-3"], "--seed"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):
     assert app.main(["--out", str(tmp_path / "run"), *arguments]) == 2
-    assert expected in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert expected in error
+    assert error.count("\n") == 1 and error.startswith("error: ")
+    # Refused before anything is read or written: the corrected rerun is not blocked.
+    assert not (tmp_path / "run").exists()
 
 
 def test_corpus_without_usable_files_is_a_clear_error(tmp_path, capsys):

@@ -1,8 +1,12 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
 from apps import tune as app
+from ser_keras.tuning.experiment import TuneSearch
+from tests.tuning.util import record_fits, speaker_splits_of_fits
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +25,19 @@ def _trials(project):
     return json.loads((project / "trials.json").read_text())
 
 
+def _capture_searches(monkeypatch):
+    """The `TuneSearch`es the app runs (their `search_data` after `prepare`)."""
+    searches = []
+    prepare = TuneSearch.prepare
+
+    def capture(self):
+        searches.append(self)
+        return prepare(self)
+
+    monkeypatch.setattr(TuneSearch, "prepare", capture)
+    return searches
+
+
 def test_help_names_every_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         app.main(["--help"])
@@ -34,7 +51,22 @@ def test_help_names_every_option(capsys):
         assert choice in text
 
 
-def test_aae_search_over_speaker_folds_writes_the_best_and_resumes(tmp_path, cache_dir, capsys):
+def test_help_imports_no_tensorflow():
+    code = (
+        "import sys\n"
+        "from apps import tune\n"
+        "tune.build_parser().format_help()\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_aae_search_over_speaker_folds_writes_the_best_and_resumes(
+    tmp_path, cache_dir, capsys, monkeypatch
+):
+    fits = record_fits(monkeypatch)
+    searches = _capture_searches(monkeypatch)
     arguments = _tiny(
         tmp_path, cache_dir, "--model", "aae_mtl", "--tuner", "random", "--max-trials", "1",
         "--objective", "speaker_folds", "--cv-folds", "2",
@@ -54,6 +86,19 @@ def test_aae_search_over_speaker_folds_writes_the_best_and_resumes(tmp_path, cac
     (first,) = _trials(project)
     assert first["status"] == "COMPLETED" and "val_emotion_ua_std" in first["metrics"]
     assert "| trial | status |" in (project / "trials.md").read_text()
+    # Every speaker fold validates on training speakers only: never the test
+    # speaker, never a speaker its model trains on.
+    data = searches[0].search_data
+    test = set(data.test_speakers)
+    splits = speaker_splits_of_fits(fits, data)
+    assert len(splits) == 2 and test == set(best["test_speakers"])
+    for trained, validated in splits:
+        assert trained and validated
+        assert not (trained | validated) & test, "the test speaker reached the search"
+        assert not trained & validated, "a validation speaker was trained on"
+    assert [{e["speaker"] for e in split["validation_speakers"]} for split in best["splits"]] == [
+        validated for _, validated in splits
+    ]
 
     # The same project again needs --resume; with it the finished search is
     # reloaded, not run again.
@@ -62,21 +107,6 @@ def test_aae_search_over_speaker_folds_writes_the_best_and_resumes(tmp_path, cac
     assert app.main(arguments + ["--resume"]) == 0
     assert "Reloading Tuner" in capsys.readouterr().out
     assert _trials(project) == [first]
-
-
-def test_attention_search_on_validation_speakers(tmp_path, cache_dir, capsys):
-    arguments = _tiny(tmp_path, cache_dir, "--model", "attention_cnn_blstm", "--max-trials", "1")
-    assert app.main(arguments) == 0
-    printed = capsys.readouterr().out
-    assert "validation speaker(s)" in printed
-    best = json.loads((tmp_path / "attention_cnn_blstm" / "best_hyperparameters.json").read_text())
-    assert best["objective"] == "val_emotion_ua"
-    assert best["hyperparameters"]["speaker_loss_weight"] > 0
-    # SAVEE's 4 speakers: 1 tested, 1 validating, 2 in the speaker head.
-    assert best["model_arguments"]["num_speakers"] == 2
-    assert best["model_arguments"]["conv_filters"][0] <= 128  # the CPU preset's widths
-    (row,) = _trials(tmp_path / "attention_cnn_blstm")
-    assert row["status"] == "COMPLETED"
 
 
 def test_kim_search_on_frame_features_with_a_gender_head(tmp_path, cache_dir, capsys):
@@ -102,7 +132,9 @@ def test_kim_search_on_frame_features_with_a_gender_head(tmp_path, cache_dir, ca
     assert row["status"] == "COMPLETED"
 
 
-def test_multigate_search_validates_every_language(tmp_path, cache_dir, capsys):
+def test_multigate_search_validates_every_language(tmp_path, cache_dir, capsys, monkeypatch):
+    fits = record_fits(monkeypatch)
+    searches = _capture_searches(monkeypatch)
     arguments = _tiny(tmp_path, cache_dir, "--model", "multigate", "--max-trials", "1")
     assert app.main(arguments) == 0
     printed = capsys.readouterr().out
@@ -112,6 +144,11 @@ def test_multigate_search_validates_every_language(tmp_path, cache_dir, capsys):
     assert best["test_speakers"][0].startswith("savee:")
     validation = printed.split("validation speaker(s): ")[1].splitlines()[0]
     assert "savee:" in validation and "emodb:" in validation
+    # The German speakers moved to validation are no longer trained on.
+    ((trained, validated),) = speaker_splits_of_fits(fits, searches[0].search_data)
+    assert {speaker.split(":")[0] for speaker in validated} == {"savee", "emodb"}
+    assert not trained & validated
+    assert not (trained | validated) & set(best["test_speakers"])
     class_names = best["model_arguments"]["class_names"]
     assert list(class_names) == ["en", "de"]
     assert "boredom" in class_names["de"] and "boredom" not in class_names["en"]
@@ -166,6 +203,7 @@ def test_failed_trial_exits_with_status_1_and_names_it(tmp_path, cache_dir, caps
         (["--model", "aae_mtl", "--single-task"], "--single-task"),
         (["--model", "aae_mtl", "--cv-folds", "1"], "--cv-folds"),
         (["--model", "kim_mtl", "--single-task"], "--single-task"),
+        (["--model", "kim_mtl", "--patience", "0"], "--patience"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, arguments, expected, capsys):

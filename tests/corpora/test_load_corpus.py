@@ -31,7 +31,8 @@ def test_registry():
 
 def test_describe_json(tmp_path, make_corpus, capsys):
     make_corpus(tmp_path, ["DC_a01.wav", "DC_a02.wav", "JE_n01.wav", "JE_q01.wav"])
-    assert main(["describe", "savee", str(tmp_path), "--json"]) == 0
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["describe", "savee", str(tmp_path), "--json", *cache]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {
         k: summary[k] for k in ("utterances", "speakers", "labels", "languages", "genders")
@@ -47,7 +48,7 @@ def test_describe_json(tmp_path, make_corpus, capsys):
     ]
     assert summary["warnings"] == []
 
-    assert main(["describe", "folder", str(tmp_path), "--language", "en"]) == 0
+    assert main(["describe", "folder", str(tmp_path), "--language", "en", *cache]) == 0
     text = capsys.readouterr().out
     assert "utterances  4" in text and "unlabelled 4" in text
 

@@ -247,3 +247,42 @@ def test_fold_to_dict():
     assert summary["name"] == "savee_DC"
     assert summary["test_speakers"] == ["savee:DC"]
     assert summary["num_train"] + summary["num_validation"] + summary["num_test"] == len(utterances)
+
+
+def test_hold_out_speakers_holds_out_a_seeded_speaker_group():
+    utterances = make_corpus("savee", ["DC", "JE", "JK", "KL", "A", "B", "C"], unlabelled=1)
+    utterances += make_corpus("other", ["X"], unlabelled=2, labels=())
+    kept, held_out = splits.hold_out_speakers(utterances, 0.15, seed=0)
+    for part in (kept, held_out):
+        assert part.dtype == np.int64 and np.all(np.diff(part) > 0)
+    assert sorted(np.concatenate([kept, held_out]).tolist()) == list(range(len(utterances)))
+    # round(1 / 0.15) = 7 groups of the 7 labelled speakers: one held out; the
+    # unlabelled speaker is always kept.
+    assert len(speakers_of(utterances, held_out)) == 1
+    assert not speakers_of(utterances, held_out) & speakers_of(utterances, kept)
+    assert "other:X" in speakers_of(utterances, kept)
+    # Halves (7 speakers: 4 held out); another seed deals them differently,
+    # the same seed the same way.
+    first, second = splits.hold_out_speakers(utterances, 0.5, seed=0)
+    assert len(speakers_of(utterances, second)) == 4
+    assert any(
+        speakers_of(utterances, splits.hold_out_speakers(utterances, 0.5, seed=s)[1])
+        != speakers_of(utterances, second) for s in range(1, 6)
+    )
+    np.testing.assert_array_equal(splits.hold_out_speakers(utterances, 0.5, seed=0)[1], second)
+    with pytest.raises(ValueError, match="at least 2 labelled speakers"):
+        splits.hold_out_speakers(make_corpus("savee", ["DC"]), 0.5)
+    with pytest.raises(ValueError, match="Received: 1.5"):
+        splits.hold_out_speakers(utterances, 1.5)
+
+
+def test_stratified_subset_keeps_class_proportions():
+    labels = np.array([0] * 30 + [1] * 10)
+    chosen = splits.stratified_subset(labels, 8, np.random.default_rng(0))
+    assert chosen.dtype == np.int64 and len(chosen) == len(set(chosen)) == 8
+    assert (labels[chosen] == 0).sum() == 6 and (labels[chosen] == 1).sum() == 2
+    # The largest remainder gets the extra position: 3 of 40 -> 2 + 1.
+    assert (labels[splits.stratified_subset(labels, 3, np.random.default_rng(0))] == 1).sum() == 1
+    assert len(splits.stratified_subset(labels, 40, np.random.default_rng(0))) == 40
+    with pytest.raises(ValueError, match="from 0 to 39.*Received: 40"):
+        splits.stratified_subset(labels, 40, np.random.default_rng(0), min_left=1)

@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -69,8 +70,13 @@ def test_layout_signatures_and_outputs(exported):
         "speaker_probabilities",
         "speaker_label",
     }
-    assert set(serving.structured_outputs) == expected_keys
+    audio_keys = {"speech_seconds": tf.float32, "cut": tf.bool, "no_speech": tf.bool}
+    assert set(serving.structured_outputs) == expected_keys | set(audio_keys)
+    for key, dtype in audio_keys.items():
+        assert serving.structured_outputs[key].dtype == dtype
+        assert serving.structured_outputs[key].shape.as_list() == [None]
     assert serving.structured_outputs["emotion_label"].dtype == tf.string
+    assert set(loaded.signatures["features"].structured_outputs) == expected_keys
     features_inputs = loaded.signatures["features"].structured_input_signature[1]
     assert features_inputs["features"].shape.as_list() == [None, NUM_FRAMES, NUM_MELS]
 
@@ -363,3 +369,150 @@ def test_bad_trim_silence_is_refused_before_writing(tmp_path, value, message):
             trim_silence=value,
         )
     assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
+
+
+# --- what serving_default says about the audio --------------------------------
+
+BUDGET_SAMPLES = NUM_FRAMES * 400  # fu2021's frame_step: 6400 samples, 0.4 s
+
+
+def _serve_rows(path, rows, lengths=None):
+    batch = np.zeros((len(rows), max(len(row) for row in rows)), dtype=np.float32)
+    for index, row in enumerate(rows):
+        batch[index, : len(row)] = row
+    if lengths is None:
+        lengths = [len(row) for row in rows]
+    served = tf.saved_model.load(str(path)).signatures["serving_default"](
+        waveform=tf.constant(batch), lengths=tf.constant(np.array(lengths, dtype=np.int32))
+    )
+    return {key: value.numpy() for key, value in served.items()}
+
+
+def test_long_audio_is_cut_to_the_frame_budget_and_says_so(exported):
+    _, _, path = exported
+    rng = np.random.default_rng(7)
+    long, short = (0.1 * rng.standard_normal((2, 16000))).astype(np.float32)
+    served = _serve_rows(path, [long, short[:4800]])
+    assert served["cut"].tolist() == [True, False]
+    np.testing.assert_allclose(served["speech_seconds"], [BUDGET_SAMPLES / 16000, 0.3], atol=1e-6)
+    assert served["no_speech"].tolist() == [False, False]
+    document = load_metadata(path)
+    assert document["frame_budget"] == {"samples": BUDGET_SAMPLES, "seconds": 0.4}
+    assert document["sample_rate"] == 16000 and document["silence_floor_db"] == -60.0
+    assert document["signatures"]["serving_default"]["outputs"][-3:] == [
+        "speech_seconds",
+        "cut",
+        "no_speech",
+    ]
+
+
+def test_silent_or_empty_audio_is_flagged_and_gets_no_label(exported, trimming_exports):
+    _, _, path = exported
+    speech = speech_like(1.0, seed=4)[:4000]
+    silence = np.zeros(16000, dtype=np.float32)
+    faint = np.full(16000, 1e-4, dtype=np.float32)  # -80 dBFS, below the -60 dBFS floor
+    served = _serve_rows(path, [speech, silence, faint, speech], lengths=[4000, 16000, 16000, 0])
+    assert served["no_speech"].tolist() == [False, True, True, True]
+    assert [label.decode() for label in served["emotion_label"]][1:] == ["", "", ""]
+    assert served["emotion_label"][0].decode() in EMOTIONS
+    assert served["speaker_label"][1].decode() == ""
+    assert served["speech_seconds"].tolist()[1:] == [0.0, 0.0, 0.0]
+    assert served["cut"].tolist() == [False, False, False, False]
+    # Without trimming too: the silence floor alone flags it.
+    _, paths = trimming_exports
+    untrimmed = _serve_rows(paths[False], [speech, silence])
+    assert untrimmed["no_speech"].tolist() == [False, True]
+
+
+def test_the_features_signature_rejects_nan_and_inf(exported):
+    _, _, path = exported
+    features = tf.saved_model.load(str(path)).signatures["features"]
+    values = np.zeros((2, NUM_FRAMES, NUM_MELS), dtype=np.float32)
+    assert features(features=tf.constant(values))["emotion_probabilities"].shape == (2, 3)
+    for bad in (np.nan, np.inf):
+        values[1, 3, 2] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match="`features` has NaN or inf"):
+            features(features=tf.constant(values))
+
+
+def test_verification_checks_the_audio_outputs(tmp_path, monkeypatch):
+    real = saved_model_lib.ServingFunctions.audio_outputs
+
+    def never_cut(self, waveform, lengths, used_lengths):
+        outputs = real(self, waveform, lengths, used_lengths)
+        outputs["cut"] = tf.zeros_like(outputs["cut"])
+        return outputs
+
+    monkeypatch.setattr(saved_model_lib.ServingFunctions, "audio_outputs", never_cut)
+    with pytest.raises(RuntimeError, match="verification failed.*'cut'"):
+        export_saved_model(
+            _model(), tmp_path, "m", frontend=_frontend(), label_names={"emotion": EMOTIONS}
+        )
+    assert os.listdir(tmp_path / "m") == []
+
+
+# --- temporary folders of killed exports ---------------------------------------
+
+
+def _killed_export_folder(model_dir, version):
+    """The temporary folder of an export killed with SIGKILL by another process."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, pathlib, signal, sys, tempfile\n"
+        "folder = tempfile.mkdtemp(prefix=f'.tmp-{sys.argv[2]}-{sys.argv[3]}-{os.getpid()}-',"
+        " dir=sys.argv[1])\n"
+        "(pathlib.Path(folder) / 'saved_model.pb').write_bytes(b'half')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    tag = saved_model_lib._process_tag()
+    completed = subprocess.run(
+        [sys.executable, "-c", code, str(model_dir), str(version), tag], timeout=60
+    )
+    assert completed.returncode == -signal.SIGKILL
+    [folder] = [p for p in model_dir.iterdir() if p.name.startswith(f".tmp-{version}-")]
+    return folder
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process checks need POSIX")
+def test_an_export_removes_what_killed_exports_left(tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    killed = _killed_export_folder(model_dir, 1)
+    tag = saved_model_lib._process_tag()
+    # An export still running in this process, one on another host, and one of an
+    # older exporter's naming: kept while recent.
+    running = model_dir / f".tmp-2-{tag}-{os.getpid()}-abc"
+    elsewhere = model_dir / ".tmp-3-otherhost.4026531836-12345-abc"
+    old_style_recent = model_dir / ".tmp-4-k2j_x9"
+    old_style_stale = model_dir / ".tmp-5-q8zz1a"
+    for folder in (running, elsewhere, old_style_recent, old_style_stale):
+        folder.mkdir()
+        (folder / "saved_model.pb").write_bytes(b"")
+    day_ago = time.time() - saved_model_lib.STALE_TEMPORARY_SECONDS - 60
+    for item in (old_style_stale / "saved_model.pb", old_style_stale):
+        os.utime(item, (day_ago, day_ago))
+    (model_dir / ".tmp-notes").write_text("a file, not an export")
+
+    path = export_saved_model(
+        _model(),
+        tmp_path,
+        "m",
+        frontend=_frontend(),
+        label_names={"emotion": EMOTIONS},
+        verify=False,
+    )
+    assert path == model_dir / "1"
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
+        ["1", running.name, elsewhere.name, old_style_recent.name, ".tmp-notes"]
+    )
+    assert not killed.exists() and not old_style_stale.exists()
+
+    # A day later, the folders nobody has touched go too, whoever wrote them.
+    later = time.time() + saved_model_lib.STALE_TEMPORARY_SECONDS + 60
+    removed = saved_model_lib.remove_stale_temporaries(model_dir, now=later)
+    assert sorted(p.name for p in removed) == sorted(
+        [running.name, elsewhere.name, old_style_recent.name]
+    )

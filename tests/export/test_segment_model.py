@@ -10,7 +10,7 @@ from ser_keras.export.segment_model import (
     segment_classifier,
 )
 from ser_keras.features.framing import average_by_utterance, segment_features
-from ser_keras.training.aae import AAEMultiTaskModel
+from ser_keras.models.aae_mtl import AAEMultiTaskModel
 from tests.model_checks import check_model
 
 SEGMENT, MELS = 32, 16  # the "cpu_small" AAE preset

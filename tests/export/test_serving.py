@@ -34,6 +34,7 @@ from ser_keras.training.multitask import MultiTaskModel
 NUM_FRAMES, NUM_MELS = 16, 8
 EMOTIONS = ["anger", "happiness", "neutral"]
 GENDERS = ["female", "male"]
+RATE = 16000  # the presets' sample rate
 
 
 def _frontend():
@@ -172,7 +173,7 @@ def test_predict_request_matches_the_signature_and_serves_the_same_outputs(expor
         "waveform": (tf.float32, [None, None]),
         "lengths": (tf.int32, [None]),
     }
-    inputs = waveform_batch(_waveforms())
+    inputs = waveform_batch(_waveforms(), sample_rate=RATE)
     request = make_predict_request("ser", inputs, specs=specs, version=1)
     wire = type(request).FromString(request.SerializeToString())  # as the server receives it
 
@@ -204,6 +205,9 @@ def test_predict_request_matches_the_signature_and_serves_the_same_outputs(expor
         "emotion_label",
         "gender_probabilities",
         "gender_label",
+        "speech_seconds",
+        "cut",
+        "no_speech",
     }
     for name, value in direct.items():
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs[name]), value.numpy())
@@ -230,7 +234,7 @@ def test_predict_request_matches_the_signature_and_serves_the_same_outputs(expor
 def test_serving_a_bad_request_names_the_input(exported):
     pytest.importorskip("tensorflow_serving.apis.predict_pb2")
     _, _, _, loaded = exported
-    inputs = waveform_batch(_waveforms())
+    inputs = waveform_batch(_waveforms(), sample_rate=RATE)
     inputs["waveform"] = inputs["waveform"].astype("float64")
     request = make_predict_request("ser", inputs)  # no specs: encoded as given
     with pytest.raises(ValueError, match="'waveform' must be float32.*float64"):
@@ -239,9 +243,9 @@ def test_serving_a_bad_request_names_the_input(exported):
     with pytest.raises(ValueError, match="no signature 'classify'.*serving_default"):
         serve_predict_request(loaded, request)
     with pytest.raises(ValueError, match="positive integer"):
-        make_predict_request("ser", waveform_batch(_waveforms()), version=0)
+        make_predict_request("ser", waveform_batch(_waveforms(), sample_rate=RATE), version=0)
     with pytest.raises(ValueError, match="model_name"):
-        make_predict_request("", waveform_batch(_waveforms()))
+        make_predict_request("", waveform_batch(_waveforms(), sample_rate=RATE))
 
 
 # --- REST --------------------------------------------------------------------
@@ -250,7 +254,7 @@ def test_serving_a_bad_request_names_the_input(exported):
 def test_rest_body_round_trips_to_the_same_tensors_and_outputs(exported):
     _, _, path, loaded = exported
     specs = signature_input_specs(loaded)
-    inputs = waveform_batch(_waveforms(seed=5, lengths=(3000, 5000, 4000)))
+    inputs = waveform_batch(_waveforms(seed=5, lengths=(3000, 5000, 4000)), sample_rate=RATE)
     signature = loaded.signatures["serving_default"]
     expected = signature(**{k: tf.constant(v) for k, v in inputs.items()})
 
@@ -293,7 +297,7 @@ def test_rest_body_round_trips_to_the_same_tensors_and_outputs(exported):
 def test_the_signature_itself_rejects_wrong_dtypes_and_ranks_clearly(exported):
     _, _, _, loaded = exported
     signature = loaded.signatures["serving_default"]
-    inputs = waveform_batch(_waveforms())
+    inputs = waveform_batch(_waveforms(), sample_rate=RATE)
     waveform, lengths = tf.constant(inputs["waveform"]), tf.constant(inputs["lengths"])
     errors = tf.errors.InvalidArgumentError
     with pytest.raises(errors, match="expected to be a float tensor but is a double tensor"):
@@ -342,7 +346,7 @@ def test_the_signature_itself_rejects_wrong_dtypes_and_ranks_clearly(exported):
 )
 def test_validate_inputs_names_the_bad_input(exported, change, message):
     specs = signature_input_specs(exported[3])
-    inputs = waveform_batch(_waveforms())
+    inputs = waveform_batch(_waveforms(), sample_rate=RATE)
     change(inputs)
     with pytest.raises(ValueError, match=message):
         validate_inputs(inputs, specs)
@@ -363,9 +367,9 @@ def test_validate_inputs_converts_json_like_values_and_checks_fixed_sizes(export
     with pytest.raises(ValueError, match="mapping"):
         validate_inputs([np.zeros((1, 2))], specs)
     with pytest.raises(ValueError, match="#1: expected a 1-D waveform"):
-        waveform_batch([np.zeros(10), np.zeros((2, 10))])
+        waveform_batch([np.zeros(10), np.zeros((2, 10))], sample_rate=RATE)
     with pytest.raises(ValueError, match="empty"):
-        waveform_batch([])
+        waveform_batch([], sample_rate=RATE)
 
 
 # --- front-end description and sidecars -------------------------------------
@@ -436,3 +440,27 @@ def test_sidecar_round_trip_and_bad_sidecars_are_named(tmp_path):
         write_export_sidecar(model_path, frontend=_frontend(), label_names={"emotion": ["a", "a"]})
     with pytest.raises(ValueError, match=".keras file"):
         write_export_sidecar(tmp_path / "best.h5", frontend=_frontend(), label_names={})
+
+
+# --- sample rates -------------------------------------------------------------
+
+
+def test_request_helpers_refuse_audio_at_another_rate_than_the_model(exported):
+    _, _, path, _ = exported
+    model_rate = load_metadata(path)["sample_rate"]
+    assert model_rate == RATE
+    waveforms = _waveforms()
+    with pytest.raises(ValueError, match="model takes 16000 Hz audio; received audio at 22050 Hz"):
+        waveform_batch(waveforms, sample_rate=22050)
+    with pytest.raises(ValueError, match="takes 8000 Hz audio; received audio at 16000 Hz"):
+        waveform_batch(waveforms, sample_rate=RATE, model_sample_rate=8000)
+    with pytest.raises(ValueError, match="sample_rate"):
+        waveform_batch(waveforms, sample_rate=0)
+    with pytest.raises(TypeError, match="sample_rate"):
+        waveform_batch(waveforms)  # the rate must be stated
+    inputs = waveform_batch(waveforms, sample_rate=float(model_rate), model_sample_rate=model_rate)
+    with pytest.raises(ValueError, match="received audio at 22050 Hz"):
+        rest_predict_body(inputs, sample_rate=22050)
+    with pytest.raises(ValueError, match="received audio at 44100 Hz"):
+        make_predict_request("ser", inputs, sample_rate=44100)
+    assert rest_predict_body(inputs, sample_rate=RATE)["inputs"]["lengths"] == [12000, 7000]

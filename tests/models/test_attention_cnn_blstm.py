@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from ser_keras.models.attention_cnn_blstm import PRESETS, TRAINING_PRESETS, AttentionCNNBLSTM
+from ser_keras.experiments.fu_savee_crosslang import PRESETS as EXPERIMENT_PRESETS
+from ser_keras.models.attention_cnn_blstm import PRESETS, AttentionCNNBLSTM
 from tests.model_checks import check_model
 
 TINY = dict(
@@ -52,7 +53,9 @@ def test_paper_preset_matches_table_1():
     assert model.count_params() == _paper_parameter_count(7, 4) == 9_381_899
     assert model.task_weights == {"emotion": 1.0, "speaker": 1.0}
     assert model.get_layer("dropout").rate == 0.35
-    assert TRAINING_PRESETS["fu2021"] == {"optimizer": "rmsprop", "batch_size": 64, "epochs": 300}
+    # The paper's training (Section 4.1): batch 64, 300 epochs.
+    paper = EXPERIMENT_PRESETS["paper"]
+    assert (paper["model_preset"], paper["batch_size"], paper["epochs"]) == ("fu2021", 64, 300)
 
 
 def test_single_task_model_has_no_speaker_head():

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from ser_keras.training.aae import VARIANTS, AAEMultiTaskModel
+from ser_keras.models.aae_mtl import VARIANTS, AAEMultiTaskModel
 from ser_keras.training.callbacks import RestoreBestAndHalveLearningRate
 from tests.model_checks import check_model
 

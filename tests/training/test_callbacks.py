@@ -82,7 +82,7 @@ def test_min_mode_and_missing_monitor():
 
 
 def test_halves_every_phase_optimizer_of_the_aae_trainer():
-    from ser_keras.training.aae import AAEMultiTaskModel
+    from ser_keras.models.aae_mtl import AAEMultiTaskModel
 
     model = AAEMultiTaskModel.from_preset(
         "cpu_small", "aae_mtl", num_classes={"emotion": 3, "speaker": 4, "gender": 2}

@@ -21,8 +21,8 @@ import pytest
 import tensorflow as tf
 
 from ser_keras.models import aae_mtl
+from ser_keras.models.aae_mtl import AAEMultiTaskModel
 from ser_keras.training import distribute
-from ser_keras.training.aae import AAEMultiTaskModel
 from ser_keras.training.multitask import MultiTaskModel
 from tests.model_checks import PROJECT_ROOT
 

@@ -164,10 +164,17 @@ def test_backup_files_are_replaced_not_rewritten_in_place(tmp_path, monkeypatch)
         _run(fold_dir, epochs=6)
     monkeypatch.undo()
     assert json.loads(metadata.read_text())["epoch"] == 2
+    # Epoch 3's files were written but never committed: the backup is still
+    # epoch 2's, whole, and the resumed run repeats epoch 3 exactly.
     assert sorted(path.name for path in (fold_dir / "backup").iterdir()) == [
-        "latest.weights.h5",
+        "epoch_00002.state.npz",
+        "epoch_00002.weights.h5",
+        "epoch_00003.state.npz",
+        "epoch_00003.weights.h5",
         "training_metadata.json",
     ]
-    # New weights, previous epoch count: one epoch is repeated, none skipped.
     result = _run(fold_dir, epochs=6)
     assert result["epochs_run"] == 6
+    assert result == _run(tmp_path / "uninterrupted", epochs=6)
+    history = (fold_dir / "history.csv").read_bytes()
+    assert history == (tmp_path / "uninterrupted" / "history.csv").read_bytes()

@@ -112,3 +112,54 @@ def random_data(family, classes, count=24, seed=0):
         y["emotion"][y["domain"] == 1] = -1  # unlabelled speech has no emotion
     return x, y
 
+
+
+def speakers_of_samples(samples, search_data):
+    """The speakers whose inputs `samples` holds (rows of arrays given to `fit`).
+
+    Each sample is found among the search's inputs (`SearchData.inputs`) by
+    its bytes, so the speakers come from what the model saw, not from the
+    split's bookkeeping.
+    """
+    owners = {}
+    for row, utterance in enumerate(search_data.row_utterance):
+        key = np.ascontiguousarray(search_data.inputs[row]).tobytes()
+        owners.setdefault(key, set()).add(search_data.utterances[int(utterance)].speaker_id)
+    speakers = set()
+    for sample in np.asarray(samples):
+        speakers |= owners[np.ascontiguousarray(sample).tobytes()]
+    return speakers
+
+
+def record_fits(monkeypatch):
+    """Records the arguments of every `SERHyperModel.fit` a tuner makes (a list of dicts)."""
+    fits = []
+    original = hypermodels.SERHyperModel.fit
+
+    def fit(self, hp, model, x=None, y=None, **kwargs):
+        fits.append({"x": x, "y": y, **kwargs})
+        return original(self, hp, model, x, y, **kwargs)
+
+    monkeypatch.setattr(hypermodels.SERHyperModel, "fit", fit)
+    return fits
+
+
+def speaker_splits_of_fits(fits, search_data):
+    """`(trained, validated)` speaker sets of every split the recorded fits trained on.
+
+    With `validation_folds` each fold is a split (its indices into `x`),
+    else `x` and `validation_data`.
+    """
+    splits = []
+    for call in fits:
+        x = np.asarray(call["x"])
+        if call.get("validation_folds") is not None:
+            pairs = [(x[train], x[validation]) for train, validation in call["validation_folds"]]
+        else:
+            pairs = [(x, call["validation_data"][0])]
+        for train, validation in pairs:
+            splits.append(
+                (speakers_of_samples(train, search_data),
+                 speakers_of_samples(validation, search_data))
+            )
+    return splits

@@ -1,0 +1,742 @@
+"""An experiment's deep model against openSMILE functionals + SVM on the very same folds.
+
+For every seed, the experiment object itself gives the data rows, its
+speaker-independent folds and each setting's training rows; the deep model
+is trained by the experiment's own `run()` on exactly those rows, and the
+reference a practitioner reaches for first (`../shared/tools/reference_baseline.py`,
+the nkululeko / audEERING recipe) is fitted on the same folds:
+
+- features: openSMILE eGeMAPSv02 (88) and ComParE 2016 (6373) functionals of
+  the waveforms the deep model sees (the package's loaders and waveform
+  cache: trimmed, 16 kHz), cached per corpus under
+  `<cache>/functionals/` keyed by the file list, so reruns are fast;
+- normalisation: every functional z-normalised per speaker, each speaker
+  with its own statistics. That includes the TEST speaker: its statistics
+  come from its own (unlabelled) test utterances, which the standard recipe
+  assumes available at test time (no label is read);
+- classifier: `StandardScaler` + `SVC(class_weight="balanced")`, RBF C=10
+  for eGeMAPS, linear C=0.001 for ComParE (the recipe's fixed values; no C is
+  chosen on anything). The SVM is fitted on the fold's training + validation
+  rows of the setting (all of them from training speakers: the validation
+  rows are the deep model's checkpoint-selection share, which the SVM does
+  not need) and scored once on the fold's test rows, the deep model's.
+
+Reported per setting: UA/WA per fold and pooled over folds, mean ± sd over
+seeds, the differences and ratios deep / reference, and a paired two-sided
+Wilcoxon signed-rank test of the deep model's UA against each reference's
+over the (fold, seed) pairs (`ser_keras.evaluation.statistics`, scipy's
+test). Written to `--out`: `results.json`, `results.md` and `per_fold.png`.
+
+    python -m benchmarks.bench_vs_reference --experiment fu_savee_crosslang \\
+        --corpus ravdess:../shared/data/ravdess --corpus emodb:../shared/data/emodb \\
+        --preset quick --seeds 3 --settings stl,mtl,xl,mtl_xl --epochs 5
+
+Without `--corpus` the experiment's synthetic corpora are used. Needs
+openSMILE: `pip install -e ".[reference]"`.
+
+Adding an experiment: a `BenchExperiment` entry in `EXPERIMENTS` naming its
+class, the configuration fields `--corpus` fills in order, and a `protocol`
+function that returns a `Protocol` (data rows, folds, training rows per
+setting and fold) from the experiment object, plus `deep_scores` reading the
+per-fold UA/WA and the pooled confusion matrix of a setting from its
+`results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import pathlib
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+FEATURE_SETS = ("egemaps", "compare")
+FEATURE_TITLES = {"egemaps": "eGeMAPS", "compare": "ComParE"}
+# The SVMs of ../shared/tools/reference_baseline.py: (kernel, C).
+CLASSIFIERS = {"egemaps": ("rbf", 10.0), "compare": ("linear", 0.001)}
+# Utterances per openSMILE progress line.
+PROGRESS_EVERY = 100
+
+
+# ------------------------------------------------------------ the registry
+
+
+@dataclasses.dataclass
+class Protocol:
+    """What the benchmark needs from an experiment, taken from the experiment object.
+
+    Attributes:
+        data: The experiment's data dict: at least `utterances` (the rows,
+            `Utterance`s), `labels` (int class per row, -1 unscored) and
+            `class_names`. `Experiment.run()` is given exactly this dict.
+        folds: The experiment's folds (`ser_keras.data.splits.Fold`: train,
+            validation and test row indices into `data["utterances"]`).
+        train_rows: Setting -> one array of training rows per fold (the
+            fold's `train` plus whatever the setting adds, e.g. another
+            corpus), exactly as the experiment trains on them.
+    """
+
+    data: dict
+    folds: list
+    train_rows: dict[str, list[np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchExperiment:
+    """An experiment the benchmark can run.
+
+    Attributes:
+        target: `"module:Class"` of the `Experiment` subclass.
+        corpus_fields: Configuration fields filled from `--corpus`, in order
+            (the first is the corpus evaluated).
+        settings_field: The configuration field listing the settings run.
+        protocol: `experiment -> Protocol`.
+        deep_scores: `(results, setting) -> (folds, confusion)`: the
+            `results.json` fold entries (each with `fold`, `ua`, `wa` in
+            percent and `test_speakers`) and the pooled confusion matrix.
+    """
+
+    target: str
+    corpus_fields: tuple[str, ...]
+    settings_field: str
+    protocol: Callable[[object], Protocol]
+    deep_scores: Callable[[dict, str], tuple[list[dict], np.ndarray]]
+
+    def experiment_class(self):
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def fu_savee_crosslang_protocol(experiment) -> Protocol:
+    """Paper 004: LOSO folds of the primary corpus; `xl` settings add every EMO-DB row."""
+    from ser_keras.experiments.fu_savee_crosslang import SETTINGS
+
+    data = experiment.load_data()
+    folds = experiment.folds(data)
+    extra = np.arange(data["num_primary"], len(data["utterances"]), dtype=np.int64)
+    train_rows = {}
+    for setting in experiment.config.settings:
+        crosslang = SETTINGS[setting][1]
+        train_rows[setting] = [
+            np.concatenate([np.asarray(fold.train, np.int64), extra])
+            if crosslang
+            else np.asarray(fold.train, np.int64)
+            for fold in folds
+        ]
+    return Protocol(data=data, folds=list(folds), train_rows=train_rows)
+
+
+def settings_deep_scores(results: dict, setting: str):
+    """`results["settings"][setting]`'s fold entries and pooled confusion."""
+    entry = results["settings"][setting]
+    return entry["folds"], np.asarray(entry["confusion"])
+
+
+EXPERIMENTS = {
+    "fu_savee_crosslang": BenchExperiment(
+        target="ser_keras.experiments.fu_savee_crosslang:FuSaveeCrossLanguage",
+        corpus_fields=("savee", "emodb"),
+        settings_field="settings",
+        protocol=fu_savee_crosslang_protocol,
+        deep_scores=settings_deep_scores,
+    ),
+}
+
+
+# ------------------------------------------------------------ functionals
+
+
+def functionals_cache_path(cache_dir, corpus: str, feature_set: str, paths, digest: str):
+    """`<cache>/functionals/<corpus>_<set>_<key>.npz`, the key a hash of the file list."""
+    key = hashlib.sha256(
+        json.dumps([feature_set, digest, [str(path) for path in paths]]).encode("utf-8")
+    ).hexdigest()[:16]
+    return pathlib.Path(cache_dir) / "functionals" / f"{corpus}_{feature_set}_{key}.npz"
+
+
+def extract_functionals(waveforms, sample_rate: int, feature_set: str, name: str) -> np.ndarray:
+    """openSMILE functionals in this process (NaN set to 0), with progress lines.
+
+    openSMILE must be loaded before TensorFlow in a process: its native
+    library crashes (segmentation fault) in `process_signal` when TensorFlow
+    was imported first, so `corpus_functionals` calls this in a fresh
+    process that imports `opensmile` first.
+    """
+    import opensmile  # noqa: F401  (first: before ser_keras.features imports TensorFlow)
+
+    from ser_keras.features.opensmile_functionals import opensmile_functionals
+
+    started = time.time()
+    parts = []
+    for start in range(0, len(waveforms), PROGRESS_EVERY):
+        parts.append(
+            opensmile_functionals(
+                waveforms[start : start + PROGRESS_EVERY], sample_rate, feature_set
+            )
+        )
+        print(
+            f"  {FEATURE_TITLES[feature_set]} functionals, {name}: "
+            f"{min(start + PROGRESS_EVERY, len(waveforms))}/{len(waveforms)} "
+            f"({time.time() - started:.0f} s)",
+            flush=True,
+        )
+    return np.nan_to_num(np.concatenate(parts).astype(np.float32))
+
+
+def corpus_functionals(utterances: Sequence, feature_sets: Sequence[str], cache_dir) -> dict:
+    """openSMILE functionals of every row, computed once per corpus and feature set.
+
+    The waveforms are read through the experiments' waveform cache
+    (`<cache>/waveforms`, default decoding options), as the deep model
+    reads them. What is not cached yet is computed in one fresh process
+    (`extract_functionals`).
+
+    Returns:
+        Feature set -> float32 `[len(utterances), num_functionals]`.
+
+    Raises:
+        ValueError: A row's file can no longer be decoded.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    from ser_keras.data.cache import WaveformCache
+
+    waveform_cache = WaveformCache(pathlib.Path(cache_dir) / "waveforms")
+    corpora = np.asarray([utterance.corpus for utterance in utterances])
+    blocks, missing = {}, []
+    for corpus in dict.fromkeys(corpora.tolist()):
+        rows = np.flatnonzero(corpora == corpus)
+        paths = [str(utterances[i].path) for i in rows]
+        for feature_set in feature_sets:
+            cache_path = functionals_cache_path(
+                cache_dir, corpus, feature_set, paths, waveform_cache.options_digest
+            )
+            if cache_path.exists():
+                stored = np.load(cache_path, allow_pickle=False)
+                if stored["paths"].tolist() == paths:
+                    blocks[(corpus, feature_set)] = (rows, stored["features"])
+                    continue
+            missing.append((corpus, feature_set, rows, paths, cache_path))
+    if missing:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            waveforms = {}
+            for corpus, feature_set, rows, paths, cache_path in missing:
+                if corpus not in waveforms:
+                    loaded = waveform_cache.load([utterances[i] for i in rows], progress=False)
+                    if [str(u.path) for u in loaded.utterances] != paths:
+                        raise ValueError(
+                            f"{corpus}: {len(paths) - len(loaded.utterances)} file(s) of the "
+                            "experiment's rows could not be decoded again; clear the waveform "
+                            "cache and rerun."
+                        )
+                    waveforms[corpus] = (loaded.waveforms, loaded.sample_rate)
+                block = pool.submit(
+                    extract_functionals, *waveforms[corpus], feature_set, corpus
+                ).result()
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = cache_path.with_name(cache_path.stem + ".partial.npz")
+                np.savez(temporary, paths=np.asarray(paths), features=block)
+                os.replace(temporary, cache_path)
+                blocks[(corpus, feature_set)] = (rows, block)
+    features = {}
+    for feature_set in feature_sets:
+        parts = [value for key, value in blocks.items() if key[1] == feature_set]
+        array = np.zeros((len(utterances), parts[0][1].shape[1]), np.float32)
+        for rows, block in parts:
+            array[rows] = block
+        features[feature_set] = array
+    return features
+
+
+def normalize_per_speaker(features: np.ndarray, speakers: Sequence[str]) -> np.ndarray:
+    """Z-normalises every functional per speaker, with that speaker's own rows (no labels)."""
+    from ser_keras.features.normalization import standardize_per_speaker
+
+    return standardize_per_speaker(
+        features[:, None, :], np.asarray(speakers), pad_value=np.nan
+    )[:, 0]
+
+
+# ------------------------------------------------------------ the reference
+
+
+def fit_reference(features, labels, train_rows, test_rows, feature_set: str) -> np.ndarray:
+    """Fits the reference SVM on `train_rows`; returns its predictions for `test_rows`."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    kernel, penalty = CLASSIFIERS[feature_set]
+    classifier = make_pipeline(
+        StandardScaler(), SVC(kernel=kernel, C=penalty, class_weight="balanced")
+    )
+    classifier.fit(features[train_rows], labels[train_rows])
+    return classifier.predict(features[test_rows])
+
+
+def scores_of(truth, predicted) -> dict:
+    from ser_keras.evaluation.metrics import unweighted_accuracy, weighted_accuracy
+
+    return {
+        "ua": 100 * unweighted_accuracy(truth, predicted),
+        "wa": 100 * weighted_accuracy(truth, predicted),
+    }
+
+
+def scores_of_confusion(confusion) -> dict:
+    """UA (mean recall over the classes present) and WA of a confusion matrix, percent."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    support = confusion.sum(axis=1)
+    present = support > 0
+    recall = np.diag(confusion)[present] / support[present]
+    total = confusion.sum()
+    return {
+        "ua": 100 * float(recall.mean()) if recall.size else float("nan"),
+        "wa": 100 * float(np.trace(confusion) / total) if total else float("nan"),
+    }
+
+
+# ------------------------------------------------------------------ run
+
+
+def parse_value(text: str):
+    """A `--set` value: JSON (numbers, true/false/null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_config(entry: BenchExperiment, args, seed: int, out_dir: pathlib.Path):
+    """The experiment's configuration for one seed (a `ConfigError` names the option)."""
+    from ser_keras.experiments.config import ConfigError
+
+    config_class = entry.experiment_class().config_class
+    if args.preset not in config_class.PRESETS:
+        raise ValueError(
+            f"--preset {args.preset}: {args.experiment} has no such preset; available presets: "
+            f"{', '.join(config_class.PRESETS)}."
+        )
+    if len(args.corpus or ()) > len(entry.corpus_fields):
+        raise ValueError(
+            f"--corpus: {args.experiment} takes at most {len(entry.corpus_fields)} corpora "
+            f"({', '.join(entry.corpus_fields)}). Received: {len(args.corpus)}"
+        )
+    overrides = dict(zip(entry.corpus_fields, args.corpus or (), strict=False))
+    for item in args.set or ():
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--set takes KEY=VALUE. Received: {item!r}")
+        overrides[name.strip().replace("-", "_")] = parse_value(value)
+    if args.settings:
+        overrides[entry.settings_field] = tuple(
+            name.strip() for name in args.settings.split(",") if name.strip()
+        )
+    if args.folds is not None:
+        overrides["folds"] = args.folds
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    overrides.update(
+        seed=seed,
+        out=str(out_dir),
+        resume=args.resume,
+        quiet=not args.verbose,
+        cache_dir=args.cache_dir,
+    )
+    try:
+        # `from_preset` ignores None values: the export is switched off after.
+        return config_class.from_preset(args.preset, **overrides).replace(export_dir=None)
+    except ConfigError as error:
+        if error.field in entry.corpus_fields:
+            raise ValueError(
+                f"--corpus ({', '.join(entry.corpus_fields)} in that order): {error}"
+            ) from None
+        raise ValueError(error.as_option()) from None
+
+
+def run(args) -> dict:
+    """Runs the benchmark; returns the content of `results.json`."""
+    from ser_keras.evaluation.metrics import confusion_matrix
+    from ser_keras.experiments.base import split_manifest
+    from ser_keras.features import opensmile_functionals as functionals_lib
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1. Received: {args.seeds}")
+    entry = EXPERIMENTS[args.experiment]
+    out = pathlib.Path(args.out)
+    # Every configuration is built (and checked) before anything is read or trained.
+    configs = [build_config(entry, args, seed, out / "deep" / f"seed_{seed}")
+               for seed in range(args.seeds)]
+    if not functionals_lib.opensmile_available():
+        raise ValueError(
+            'the reference needs openSMILE, which is not installed: pip install -e ".[reference]"'
+        )
+    settings = list(getattr(configs[0], entry.settings_field))
+    experiment_class = entry.experiment_class()
+    started = time.time()
+    runs = []  # one entry per (seed, setting, fold)
+    fitted = {}  # (seed, feature set, training rows, test rows) -> predictions
+    class_names = None
+    pooled = {}  # (seed, system, setting) -> confusion
+    for seed, config in zip(range(args.seeds), configs, strict=True):
+        print(f"\n##### seed {seed}", flush=True)
+        experiment = experiment_class(config)
+        protocol = entry.protocol(experiment)
+        data = protocol.data
+        utterances, labels = data["utterances"], np.asarray(data["labels"])
+        class_names = list(data["class_names"])
+        speakers = [utterance.speaker_id for utterance in utterances]
+        features = {
+            feature_set: normalize_per_speaker(raw, speakers)
+            for feature_set, raw in corpus_functionals(
+                utterances, FEATURE_SETS, experiment.cache_dir
+            ).items()
+        }
+        # The deep model: the experiment's own run, on the very data (so folds) above.
+        experiment.load_data = lambda data=data: data
+        results = experiment.run().results
+        for setting in settings:
+            deep_folds, deep_confusion = entry.deep_scores(results, setting)
+            if [f["fold"] for f in deep_folds] != [fold.name for fold in protocol.folds]:
+                raise RuntimeError(
+                    f"{setting}: the experiment ran the folds "
+                    f"{[f['fold'] for f in deep_folds]}, not {[f.name for f in protocol.folds]}."
+                )
+            pooled[(seed, "deep", setting)] = deep_confusion
+            for fold, deep, train in zip(
+                protocol.folds, deep_folds, protocol.train_rows[setting], strict=True
+            ):
+                test = np.asarray(fold.test, np.int64)
+                reference_train = np.union1d(train, np.asarray(fold.validation, np.int64))
+                test_manifest = split_manifest(utterances, [], [], test)["test_speakers"]
+                if deep["test_speakers"] != test_manifest:
+                    raise RuntimeError(
+                        f"{setting}, fold {fold.name}: the deep model was tested on "
+                        f"{deep['test_speakers']}, the reference on {test_manifest}."
+                    )
+                deep_train = merged_counts(deep["train_speakers"] + deep["validation_speakers"])
+                manifest = split_manifest(utterances, reference_train, [], test)
+                if deep_train != manifest["train_speakers"]:
+                    raise RuntimeError(
+                        f"{setting}, fold {fold.name}: the deep model trained and validated on "
+                        f"{deep_train}, the reference would train on "
+                        f"{manifest['train_speakers']}."
+                    )
+                record = {
+                    "seed": seed,
+                    "setting": setting,
+                    "fold": fold.name,
+                    "deep": {"ua": deep["ua"], "wa": deep["wa"]},
+                    "test_speakers": test_manifest,
+                    "test_rows": test.tolist(),
+                    "reference_train_speakers": manifest["train_speakers"],
+                    "num_reference_train_rows": int(reference_train.size),
+                }
+                leaked = {e["speaker"] for e in test_manifest} & {
+                    e["speaker"] for e in manifest["train_speakers"]
+                }
+                if leaked:
+                    raise RuntimeError(f"{fold.name}: test speakers {leaked} in the SVM's rows.")
+                for feature_set in FEATURE_SETS:
+                    # Settings with the same rows share one fit (per seed: the data may differ).
+                    key = (seed, feature_set, reference_train.tobytes(), test.tobytes())
+                    if key not in fitted:
+                        fitted[key] = fit_reference(
+                            features[feature_set], labels, reference_train, test, feature_set
+                        )
+                    predicted = fitted[key]
+                    record[feature_set] = scores_of(labels[test], predicted)
+                    confusion = confusion_matrix(labels[test], predicted, len(class_names))
+                    pooled_key = (seed, feature_set, setting)
+                    pooled[pooled_key] = pooled.get(pooled_key, 0) + confusion
+                runs.append(record)
+        # Written after every seed: a long run leaves the seeds finished so far.
+        summary = write_outputs(
+            out, args, configs, runs, pooled, settings, seed + 1, class_names, started
+        )
+    return summary
+
+
+def write_outputs(out, args, configs, runs, pooled, settings, num_seeds, class_names, started):
+    """Summarises the first `num_seeds` seeds into `results.json`, `results.md`, `per_fold.png`."""
+    from ser_keras.evaluation import reports
+
+    summary = summarize(runs, pooled, settings, num_seeds, class_names)
+    summary.update(
+        experiment=args.experiment,
+        command="python -m benchmarks.bench_vs_reference " + shlex.join(getattr(args, "argv", [])),
+        preset=args.preset,
+        configuration=configs[0].run_config() | {"seed": list(range(num_seeds))},
+        units="percent",
+        class_names=class_names,
+        chance_ua=100 / len(class_names),
+        reference={
+            name: {
+                "features": f"openSMILE {FEATURE_TITLES[name]} functionals",
+                "normalisation": "z-normalised per speaker with that speaker's own rows; the "
+                "test speaker's statistics come from its own unlabelled test utterances",
+                "classifier": f"StandardScaler + SVC(kernel={CLASSIFIERS[name][0]!r}, "
+                f"C={CLASSIFIERS[name][1]:g}, class_weight='balanced')",
+                "trained_on": "the fold's training + validation rows of the setting (training "
+                "speakers only); C fixed, not selected",
+            }
+            for name in FEATURE_SETS
+        },
+        elapsed_seconds=round(time.time() - started, 1),
+        runs=runs,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    reports.write_json_atomic(out / "results.json", summary)
+    (out / "results.md").write_text(markdown(summary) + "\n")
+    plot_per_fold(summary, out / "per_fold.png")
+    print_summary(summary)
+    print(f"\nWritten to {out} (seeds 0-{num_seeds - 1}): results.json, results.md, per_fold.png")
+    return summary
+
+
+def merged_counts(entries) -> list[dict]:
+    """`speaker_counts` entries with the counts of a speaker listed twice added up."""
+    counts: dict[str, int] = {}
+    for item in entries:
+        counts[item["speaker"]] = counts.get(item["speaker"], 0) + item["utterances"]
+    return [{"speaker": speaker, "utterances": counts[speaker]} for speaker in sorted(counts)]
+
+
+def summarize(runs, pooled, settings, num_seeds, class_names) -> dict:
+    """Per setting: per-fold and pooled scores, mean ± sd over seeds, Wilcoxon tests."""
+    from ser_keras.evaluation.metrics import mean_and_spread
+    from ser_keras.evaluation.statistics import wilcoxon_signed_rank
+
+    systems = ("deep", *FEATURE_SETS)
+    result = {"settings": {}}
+    for setting in settings:
+        records = [r for r in runs if r["setting"] == setting]
+        fold_names = list(dict.fromkeys(r["fold"] for r in records))
+        entry = {"systems": {}, "per_fold": {}, "wilcoxon": {}, "difference": {}, "ratio": {}}
+        for system in systems:
+            by_seed = {"ua": [], "wa": [], "pooled_ua": [], "pooled_wa": []}
+            for seed in range(num_seeds):
+                seed_records = [r for r in records if r["seed"] == seed]
+                by_seed["ua"].append(float(np.mean([r[system]["ua"] for r in seed_records])))
+                by_seed["wa"].append(float(np.mean([r[system]["wa"] for r in seed_records])))
+                scores = scores_of_confusion(pooled[(seed, system, setting)])
+                by_seed["pooled_ua"].append(scores["ua"])
+                by_seed["pooled_wa"].append(scores["wa"])
+            system_entry = {"per_seed": by_seed}
+            for name, values in by_seed.items():
+                system_entry[name], system_entry[name + "_sd"] = mean_and_spread(values)
+            entry["systems"][system] = system_entry
+        for fold in fold_names:
+            entry["per_fold"][fold] = {
+                system: [r[system]["ua"] for r in records if r["fold"] == fold]
+                for system in systems
+            }
+        deep = [r["deep"]["ua"] for r in records]
+        for feature_set in FEATURE_SETS:
+            reference = [r[feature_set]["ua"] for r in records]
+            test = wilcoxon_signed_rank(deep, reference)
+            test["pairs"] = "(fold, seed)"
+            entry["wilcoxon"][feature_set] = test
+            deep_ua = entry["systems"]["deep"]["ua"]
+            reference_ua = entry["systems"][feature_set]["ua"]
+            entry["difference"][feature_set] = deep_ua - reference_ua
+            entry["ratio"][feature_set] = deep_ua / reference_ua if reference_ua else None
+        result["settings"][setting] = entry
+    return result
+
+
+# -------------------------------------------------------------- reports
+
+
+def _p(test: dict) -> str:
+    return "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"
+
+
+def markdown(summary: dict) -> str:
+    """`results.md`: the summary table, per-fold table, and how the reference was made."""
+    from ser_keras.evaluation import reports
+
+    config = summary["configuration"]
+    rows, fold_rows = [], []
+    for setting, entry in summary["settings"].items():
+        systems = entry["systems"]
+        rows.append(
+            [setting]
+            + [f"{systems[s]['ua']:.1f} ± {systems[s]['ua_sd']:.1f}" for s in ("deep",)]
+            + [f"{systems[s]['pooled_ua']:.1f}" for s in ("deep",)]
+            + [f"{systems[s]['ua']:.1f} ± {systems[s]['ua_sd']:.1f}" for s in FEATURE_SETS]
+            + [f"{entry['difference'][s]:+.1f}" for s in FEATURE_SETS]
+            + [_p(entry["wilcoxon"][s]) for s in FEATURE_SETS]
+        )
+        for fold, scores in entry["per_fold"].items():
+            fold_rows.append(
+                [setting, fold]
+                + [f"{np.mean(scores['deep']):.1f} ± {np.std(scores['deep'], ddof=1):.1f}"
+                   if len(scores["deep"]) > 1 else f"{scores['deep'][0]:.1f}"]
+                + [f"{np.mean(scores[s]):.1f}" for s in FEATURE_SETS]
+            )
+    titles = [FEATURE_TITLES[s] for s in FEATURE_SETS]
+    table = reports.markdown_table(
+        ["setting", "deep UA", "deep pooled UA"]
+        + [f"{t} UA" for t in titles]
+        + [f"deep − {t}" for t in titles]
+        + [f"Wilcoxon p vs {t}" for t in titles],
+        rows,
+    )
+    fold_table = reports.markdown_table(
+        ["setting", "fold", "deep UA (over seeds)"] + [f"{t} UA" for t in titles], fold_rows
+    )
+    num_seeds = len(config["seed"])
+    first = next(iter(summary["settings"].values()))
+    num_folds = len(first["per_fold"])
+    reference = summary["reference"]["egemaps"]
+    return "\n".join(
+        [
+            f"# {summary['experiment']}: deep model vs openSMILE + SVM on the same folds",
+            "",
+            f"Command: `{summary['command']}`",
+            "",
+            f"Preset {summary['preset']}, at most {config.get('epochs')} epoch(s), {num_folds} "
+            f"speaker-independent fold(s), {num_seeds} seed(s); {len(summary['class_names'])} "
+            f"classes, chance {summary['chance_ua']:.1f} % UA. Percent. Deep UA: mean over "
+            "folds, then mean ± sd over seeds; pooled: UA of the confusion matrix summed over "
+            "folds (mean over seeds). Reference UA: mean over folds, ± sd over seeds (0 where "
+            "the seeds give the same rows). Reference: openSMILE functionals, "
+            f"{reference['normalisation']}; {reference['trained_on']}. Wilcoxon: paired "
+            f"two-sided signed-rank test over the {num_folds * num_seeds} (fold, seed) pairs "
+            "of the deep model's UA and the reference's.",
+            "",
+            table,
+            "",
+            "## Per fold (UA)",
+            "",
+            fold_table,
+        ]
+    )
+
+
+def print_summary(summary: dict) -> None:
+    print("\n=== deep model vs openSMILE + SVM, UA % (same folds) ===")
+    for setting, entry in summary["settings"].items():
+        deep = entry["systems"]["deep"]
+        parts = [f"{setting:8s} deep {deep['ua']:5.1f} ± {deep['ua_sd']:4.1f}"]
+        for feature_set in FEATURE_SETS:
+            ratio = entry["ratio"][feature_set]
+            parts.append(
+                f"{FEATURE_TITLES[feature_set]} {entry['systems'][feature_set]['ua']:5.1f} "
+                f"(deep − ref {entry['difference'][feature_set]:+5.1f}, deep/ref "
+                + ("n/a" if ratio is None else f"{ratio:.2f}")
+                + f", p {_p(entry['wilcoxon'][feature_set])})"
+            )
+        print("  ".join(parts))
+
+
+def plot_per_fold(summary: dict, path) -> None:
+    """Bars per fold: every deep setting (mean ± sd over seeds) and each reference, chance line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = summary["settings"]
+    folds = list(next(iter(settings.values()))["per_fold"])
+    bars = [(f"deep {s}", s, "deep") for s in settings]
+    # A reference appears once per distinct training-row set (settings with the same rows).
+    groups = {}
+    for setting in settings:
+        key = json.dumps(
+            [
+                [r["seed"], r["fold"], r["num_reference_train_rows"], r["reference_train_speakers"]]
+                for r in summary["runs"]
+                if r["setting"] == setting
+            ]
+        )
+        groups.setdefault(key, []).append(setting)
+    for members in groups.values():
+        for feature_set in FEATURE_SETS:
+            label = FEATURE_TITLES[feature_set] + " SVM"
+            if len(groups) > 1:
+                label += f" ({'/'.join(members)} rows)"
+            bars.append((label, members[0], feature_set))
+    width = 0.8 / len(bars)
+    figure, axis = plt.subplots(figsize=(max(6, 1.4 * len(folds) + 1) + 3, 4.5))
+    positions = np.arange(len(folds))
+    for number, (label, setting, system) in enumerate(bars):
+        values = [settings[setting]["per_fold"][f][system] for f in folds]
+        means = [float(np.mean(v)) for v in values]
+        spreads = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in values]
+        axis.bar(
+            positions + (number - (len(bars) - 1) / 2) * width, means, width,
+            yerr=spreads if system == "deep" else None, label=label, capsize=2,
+            hatch="" if system == "deep" else ("//" if system == "egemaps" else ".."),
+        )
+    axis.axhline(summary["chance_ua"], color="black", linestyle="--", linewidth=1,
+                 label=f"chance {summary['chance_ua']:.1f}")
+    axis.set_xticks(positions, folds, rotation=30, ha="right")
+    axis.set_ylabel("UA (%)")
+    axis.set_ylim(0, 100)
+    axis.set_title(f"{summary['experiment']}: UA per test fold")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_vs_reference",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--experiment", required=True, choices=sorted(EXPERIMENTS))
+    parser.add_argument(
+        "--corpus", action="append", metavar="KIND:DIR",
+        help="A corpus (a folder or a manifest, as the loaders read it), repeated: they fill "
+        "the experiment's corpus fields in order (fu_savee_crosslang: the corpus evaluated "
+        "leave-one-speaker-out, then the cross-language corpus). None: synthetic corpora.",
+    )
+    parser.add_argument("--preset", default="quick", help="The experiment's preset.")
+    parser.add_argument("--seeds", type=int, default=3, help="Seeds 0..N-1.")
+    parser.add_argument("--settings", default=None, help="Comma-separated settings to run.")
+    parser.add_argument("--folds", type=int, default=None, help="Only the first N folds.")
+    parser.add_argument("--epochs", type=int, default=None, help="Maximum epochs per fold.")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="Any other configuration field of the experiment (e.g. num_frames=176).",
+    )
+    parser.add_argument("--cache-dir", default=None, help="Waveform and functionals cache.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Reuse the deep folds an earlier run in --out finished.")
+    parser.add_argument("--verbose", action="store_true", help="Per-epoch lines.")
+    parser.add_argument("--out", default="runs/bench_vs_reference")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        run(args)
+    except ValueError as error:
+        print(f"bench_vs_reference: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
