@@ -640,16 +640,7 @@ class AAEMultiTask(Experiment):
         )
         self.write_reports(results, data["corpus_kind"])
         export_path = self.export(best, data)
-        if export_path is not None:
-            results["export"] = str(export_path)
-            results["exported"] = {
-                "setting": best.setting,
-                "fold": best.fold,
-                "validation_ua": 100 * best.validation_score,
-            }
-        reports.write_json_atomic(self.out_dir / "results.json", results)
-        self.log(f"\nResults written to {self.out_dir} in {self.elapsed_seconds():.0f} s.")
-        return ExperimentResult(results, self.out_dir, export_path)
+        return self.finish(results, best, export_path)
 
     def train_setting_fold(self, data, setting: str, fold, fold_number: int) -> dict:
         """Trains (or reuses) one fold of one setting; returns its `train_fold` result.
@@ -944,12 +935,18 @@ class AAEMultiTask(Experiment):
             for name, entry in settings.items()
             for fold in entry["folds"]
         ]
+        num_folds = len(next(iter(settings.values()))["folds"])
+        chance = 100 / len(class_names)
         sections = [
             "# Semi-supervised multi-task AAE (Latif et al. 2020)",
             "",
-            f"Data: {config['data']}; classes: {', '.join(class_names)}; preset "
-            f"{config['preset']}; protocol {protocol_title}. Mean ± standard deviation over "
-            "folds, percent.",
+            f"Data: {config['data']}.",
+            f"Preset {config['preset']} (model {config['model_preset']}), "
+            f"{config['epochs']} epochs at most ({config['pretrain_epochs']} pre-training "
+            f"epochs), {num_folds} {protocol_title} fold(s), seed {config['seed']}.",
+            f"{len(class_names)} classes ({', '.join(class_names)}): chance is "
+            f"{chance:.2f} % UA.",
+            "Mean ± standard deviation over folds, percent.",
             "",
             f"## UA by model (layout of Table 3, {protocol_title})",
             "",
@@ -987,7 +984,13 @@ class AAEMultiTask(Experiment):
             ]
         reports.write_text_atomic(self.out_dir / "results.md", "\n".join(sections) + "\n")
         reports.plot_settings_comparison(
-            settings, self.out_dir / "settings_comparison.png", units="percent"
+            settings,
+            self.out_dir / "settings_comparison.png",
+            units="percent",
+            chance=chance,
+            error_bars=f"± 1 standard deviation over {num_folds} {protocol_title} fold(s)",
+            title=f"Semi-supervised multi-task AAE (Latif et al. 2020), {num_folds} fold(s): "
+            f"{config['data']}"[:110],
         )
         self.log("\n" + table3)
         if table5_rows:

@@ -510,6 +510,34 @@ class Experiment:
             "confusion": confusion.tolist(),
         }
 
+    def finish(
+        self, results: dict, best: BestModel, export_path, score_name: str = "validation_ua"
+    ) -> ExperimentResult:
+        """Records the export in `results`, writes `results.json` and says where it is.
+
+        Args:
+            results: The run's results (written as `results.json`).
+            best: The model the run exported (or would have).
+            export_path: The exported version folder, or None.
+            score_name: The key of the exported model's validation score
+                (percent) under `exported`.
+
+        Returns:
+            The `ExperimentResult`.
+        """
+        from ser_keras.evaluation import reports
+
+        if export_path is not None:
+            results["export"] = str(export_path)
+            results["exported"] = {
+                "setting": best.setting,
+                "fold": best.fold,
+                score_name: 100 * best.validation_score,
+            }
+        reports.write_json_atomic(self.out_dir / "results.json", results)
+        self.log(f"\nResults written to {self.out_dir} in {self.elapsed_seconds():.0f} s.")
+        return ExperimentResult(results, self.out_dir, export_path)
+
     def elapsed_seconds(self) -> float:
         return round(time.time() - self._started, 1)
 

@@ -860,16 +860,7 @@ class CrossLanguageValence(Experiment):
         export_path = None
         if config.protocol == "crosslang":
             export_path = self._export()
-        if export_path is not None:
-            results["export"] = str(export_path)
-            results["exported"] = {
-                "setting": self.best.setting,
-                "fold": self.best.fold,
-                "validation_ua": 100 * self.best.validation_score,
-            }
-        reports.write_json_atomic(self.out_dir / "results.json", results)
-        self.log(f"\nResults written to {self.out_dir} in {self.elapsed_seconds():.0f} s.")
-        return ExperimentResult(results, self.out_dir, export_path)
+        return self.finish(results, self.best, export_path)
 
     @property
     def seeds(self) -> list[int]:
@@ -1276,6 +1267,7 @@ class CrossLanguageValence(Experiment):
         table = reports.markdown_table(["", *names], rows, float_format="{:.1f}")
         text = (
             "# Within-corpus binary valence (layout of Table 2, Latif et al.)\n\n"
+            + "\n".join(self._header_lines({})) + "\n"
             "Single-task ResNet-LSTM; mean ± std over folds and runs.\n\n" + table + "\n"
         )
         reports.write_text_atomic(self.out_dir / "results.md", text)
@@ -1284,12 +1276,28 @@ class CrossLanguageValence(Experiment):
 
     # ---------------------------------------------------------- reports
 
+    def _header_lines(self, results) -> list[str]:
+        """What a reader needs first: data, preset, epochs, runs and the chance level."""
+        configuration = results.get("configuration") or self.state.config
+        return [
+            f"Data: {configuration.get('data', 'see results.json')}.",
+            f"Preset {self.config.preset} (model {self.config.model_preset}), "
+            f"{self.config.epochs} epochs at most, {self.config.runs} run(s) with seeds "
+            f"{self.config.seed}-{self.config.seed + self.config.runs - 1}.",
+            "Binary valence (2 classes): chance is 50.0 % UAR.",
+        ]
+
     def _write_crosslang_reports(self, results, target_names):
         from ser_keras.evaluation import reports
 
         settings, out_dir = self.config.settings, self.out_dir
         kinds = results["targets"]
-        sections = ["# Cross-language binary valence (layout of Table 3, Latif et al.)", ""]
+        sections = [
+            "# Cross-language binary valence (layout of Table 3, Latif et al.)",
+            "",
+            *self._header_lines(results),
+            "",
+        ]
         if "settings" in results:
             rows = [
                 [SETTINGS[s][3]] + [_cell(results["settings"][s][t]) for t in target_names]
@@ -1335,10 +1343,14 @@ class CrossLanguageValence(Experiment):
                     for s in settings
                     if kinds[target] in PAPER_TABLE3.get(s, {})
                 }
+                for key, entry in per_setting.items():
+                    entry["title"] = SETTINGS[key][3]
                 reports.plot_settings_comparison(
                     per_setting, out_dir / f"table3_{target}.png",
                     title=f"Cross-language valence, target {target}",
                     reference=reference or None,
+                    chance=0.5,
+                    error_bars=f"± 1 standard deviation over {self.config.runs} run(s)",
                 )
         if "target_samples" in results:
             counts = sorted(int(n) for n in results["target_samples"])

@@ -352,16 +352,7 @@ class FuSaveeCrossLanguage(Experiment):
             label_names={"emotion": data["class_names"]},
             metadata={"data": data["description"]},
         )
-        if export_path is not None:
-            results["export"] = str(export_path)
-            results["exported"] = {
-                "setting": best.setting,
-                "fold": best.fold,
-                "validation_ua": 100 * best.validation_score,
-            }
-        reports.write_json_atomic(self.out_dir / "results.json", results)
-        self.log(f"\nResults written to {self.out_dir} in {self.elapsed_seconds():.0f} s.")
-        return ExperimentResult(results, self.out_dir, export_path)
+        return self.finish(results, best, export_path)
 
     def _train_setting_fold(self, data, setting, with_speaker, fold, fold_number, train_index,
                             augment):

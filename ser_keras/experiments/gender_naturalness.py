@@ -61,6 +61,10 @@ from ser_keras.experiments.config import ExperimentConfig, preset_field
 
 NETWORKS = ("dnn", "lstm")
 PROTOCOLS = ("loso", "loco", "both")
+PROTOCOL_TITLES = {
+    "loso": "within-corpus leave-one-speaker-out",
+    "loco": "leave-one-corpus-out",
+}
 # KimMTL's auxiliary heads (ser_keras.models.kim_mtl.AUXILIARY_TASKS).
 AUXILIARY_TASKS = ("gender", "naturalness")
 # Variant name -> title in the paper's tables.
@@ -453,7 +457,7 @@ class GenderNaturalness(Experiment):
         reports.write_json_atomic(self.out_dir / "skipped.json", data.skipped)
 
         results = {
-            "units": "fraction",
+            "units": "percent",
             "class_names": data.class_names,
             "configuration": self.state.config,
             "protocols": {},
@@ -483,15 +487,7 @@ class GenderNaturalness(Experiment):
         if self.outputs.export_dir is not None:
             export_path = self.export(best, data, results)
             results["export"] = None if export_path is None else str(export_path)
-            if export_path is not None:
-                results["exported"] = {
-                    "setting": best.setting,
-                    "fold": best.fold,
-                    "validation_ua": best.validation_score,
-                }
-        reports.write_json_atomic(self.out_dir / "results.json", results)
-        self.log(f"\nResults written to {self.out_dir} in {self.elapsed_seconds():.0f} s.")
-        return ExperimentResult(results, self.out_dir, export_path)
+        return self.finish(results, best, export_path)
 
     def _progress_for(self, protocol, num_folds, later_folds):
         """A progress line per protocol whose estimate also counts the protocols still to run."""
@@ -563,13 +559,24 @@ class GenderNaturalness(Experiment):
         "fold_dir",
     )
 
+    PERCENT_KEYS: ClassVar[tuple[str, ...]] = ("ua", "wa", "macro_f1", "best_validation")
+
     @classmethod
     def variant_summary(cls, network, variant, fold_results) -> dict:
-        """Mean and spread of UA and WA over folds (fractions), pooled confusion, the folds."""
+        """Mean and spread of UA and WA over folds (percent), pooled confusion, the folds.
+
+        Args:
+            network: `"dnn"` or `"rnn"`.
+            variant: A key of `VARIANT_TITLES`.
+            fold_results: `train_fold` results (scores as fractions).
+
+        Returns:
+            The summary, its scores (`PERCENT_KEYS`, means and spreads) in percent.
+        """
         from ser_keras.evaluation.metrics import mean_and_spread
 
-        ua_mean, ua_std = mean_and_spread([r["ua"] for r in fold_results])
-        wa_mean, wa_std = mean_and_spread([r["wa"] for r in fold_results])
+        ua_mean, ua_std = mean_and_spread([100 * r["ua"] for r in fold_results])
+        wa_mean, wa_std = mean_and_spread([100 * r["wa"] for r in fold_results])
         return {
             "title": f"{network.upper()}-{VARIANT_TITLES[variant]}",
             "ua": ua_mean,
@@ -578,7 +585,17 @@ class GenderNaturalness(Experiment):
             "wa_std": wa_std,
             "confusion": np.sum([np.asarray(r["confusion"]) for r in fold_results], axis=0)
             .tolist(),
-            "folds": [{key: r.get(key) for key in cls.FOLD_KEYS} for r in fold_results],
+            "folds": [
+                {
+                    key: (
+                        100 * r[key]
+                        if key in cls.PERCENT_KEYS and r.get(key) is not None
+                        else r.get(key)
+                    )
+                    for key in cls.FOLD_KEYS
+                }
+                for r in fold_results
+            ],
         }
 
     def _chunks(self, data, indices, chunks):
@@ -731,9 +748,19 @@ class GenderNaturalness(Experiment):
         sections = [
             "# Kim et al. (2017): gender and naturalness as auxiliary tasks",
             "",
-            f"Data: {config['data']}; preset {config['preset']} ({config['units']} units, at most "
-            f"{config['epochs']} epochs). Unweighted accuracy (UA, mean per-class recall) of the "
-            "ELM on the high-level features, as fractions.",
+            f"Data: {config['data']}.",
+            f"Preset {config['preset']} ({config['units']} units), {config['epochs']} epochs at "
+            f"most, seed {config['seed']}; folds: "
+            + ", ".join(
+                f"{len(summary[networks[0]][next(iter(variants))]['folds'])} {protocol} "
+                f"({PROTOCOL_TITLES[protocol]})"
+                for protocol, summary in results["protocols"].items()
+            )
+            + ".",
+            f"{len(class_names)} classes ({', '.join(class_names)}): chance is "
+            f"{100 / len(class_names):.2f} % UA.",
+            "Unweighted accuracy (UA, mean per-class recall) of the ELM on the high-level "
+            "features, percent.",
         ]
         if results["warnings"]:
             sections += ["", "Warnings:", ""] + [f"- {w}" for w in results["warnings"]]
@@ -759,9 +786,9 @@ class GenderNaturalness(Experiment):
                         and significant.get(("loso", network, variant, corpus), False)
                         else ""
                     )
-                    row.append(f"{mean:.3f} ± {std:.2f}{mark}")
+                    row.append(f"{mean:.2f} ± {std:.2f}{mark}")
                 rows.append(row)
-            rows.append(["M"] + [f"{np.mean(means[c]):.3f}" for c in columns])
+            rows.append(["M"] + [f"{np.mean(means[c]):.2f}" for c in columns])
             sections += [
                 "",
                 "## Within corpus, leave-one-speaker-out (layout of Table 2)",
@@ -785,7 +812,7 @@ class GenderNaturalness(Experiment):
                 train = "{" + ", ".join(c for c in all_corpora if c != corpus) + "}"
                 row = [train, corpus]
                 for variant, network in columns:
-                    row.append(f"{summary[network][variant]['folds'][index]['ua']:.3f}")
+                    row.append(f"{summary[network][variant]['folds'][index]['ua']:.2f}")
                 rows.append(row)
                 by_kind.setdefault(naturalness.get(corpus, "unknown"), []).append(index)
             for kind, indices in by_kind.items():
@@ -795,9 +822,9 @@ class GenderNaturalness(Experiment):
                 row = [f"Mean of {kind}", names]
                 for variant, network in columns:
                     values = [summary[network][variant]["folds"][i]["ua"] for i in indices]
-                    row.append(f"{np.mean(values):.3f}")
+                    row.append(f"{np.mean(values):.2f}")
                 rows.append(row)
-            rows.append(["Overall mean", ""] + [f"{summary[n][v]['ua']:.3f}" for v, n in columns])
+            rows.append(["Overall mean", ""] + [f"{summary[n][v]['ua']:.2f}" for v, n in columns])
             sections += [
                 "",
                 "## Cross corpus, leave-one-corpus-out (layout of Table 3)",
@@ -818,7 +845,8 @@ class GenderNaturalness(Experiment):
                 "## Wilcoxon signed-rank tests, MTL vs STL (paired fold UAs, two-sided)",
                 "",
                 reports.markdown_table(
-                    ["protocol", "comparison", "folds", "n", "mean UA gain", "W", "p", "note"],
+                    ["protocol", "comparison", "folds", "n", "mean UA gain (points)", "W", "p",
+                     "note"],
                     rows,
                     float_format="{:.3f}",
                 ),
@@ -836,7 +864,7 @@ class GenderNaturalness(Experiment):
                     "",
                     reports.confusion_markdown(np.asarray(entry["confusion"]), class_names),
                     "",
-                    f"UA {entry['ua']:.3f}",
+                    f"UA {entry['ua']:.2f} %",
                 ]
         text = "\n".join(sections) + "\n"
         reports.write_text_atomic(self.out_dir / "results.md", text)

@@ -21,7 +21,7 @@ whole speakers instead: `ser_keras.data.splits.language_split`); the
 checkpoint with the best mean validation UA over the languages is scored
 once on the test part; every configuration is repeated (`repeats`, the
 paper's 5) with seeds `seed + repeat` and the mean is reported. Table cells
-are UA/WA (fractions) as in the paper. The random split is the paper's and
+are UA/WA in percent (the paper gives fractions). The random split is the paper's and
 is not speaker-independent by design: its folds are refused only when a test
 utterance is also trained or validated on, and `results.json` says which
 speakers each part holds (`folds`).
@@ -389,12 +389,13 @@ def score_languages(details, variant, languages, test, data: MultilingualData) -
 
     Returns:
         `{"languages": {language: {ua, wa, macro_f1, num_test, confusion,
-        class_names}}, "gates": {language: [weight per expert]}}`.
+        class_names}}, "gates": {language: [weight per expert]}, "units":
+        "percent"}`; UA, WA and macro-F1 in percent.
     """
     from ser_keras.evaluation.metrics import summarize
     from ser_keras.models import multigate
 
-    record = {"languages": {}, "gates": {}}
+    record = {"languages": {}, "gates": {}, "units": "percent"}
     test_languages = data.language_of[test]
     for language in languages:
         rows = test_languages == language
@@ -408,9 +409,9 @@ def score_languages(details, variant, languages, test, data: MultilingualData) -
         probabilities = np.asarray(details["probabilities"][task])[rows]
         summary = summarize(y_true, probabilities, names)
         record["languages"][language] = {
-            "ua": summary["ua"],
-            "wa": summary["wa"],
-            "macro_f1": summary["macro_f1"],
+            "ua": 100 * summary["ua"],
+            "wa": 100 * summary["wa"],
+            "macro_f1": 100 * summary["macro_f1"],
             "num_test": summary["num_samples"],
             "confusion": summary["confusion"],
             "class_names": names,
@@ -418,6 +419,40 @@ def score_languages(details, variant, languages, test, data: MultilingualData) -
         gates = details.get("gates") or {}
         if task in gates:
             record["gates"][language] = np.asarray(gates[task])[rows].mean(axis=0).tolist()
+    return record
+
+
+def record_in_percent(record: dict) -> dict:
+    """A stored `languages.json` record with its scores in percent.
+
+    Records written before scores were stored in percent have no `units`
+    key and hold fractions; they are converted.
+
+    Args:
+        record: The content of a `languages.json`.
+
+    Returns:
+        The record, its UA, WA, macro-F1 and best validation mean UA in
+        percent, with `"units": "percent"`.
+
+    Raises:
+        ValueError: If `units` is neither absent nor `"percent"`.
+    """
+    units = record.get("units")
+    if units == "percent":
+        return record
+    if units is not None:
+        raise ValueError(f"`units` of a languages.json must be 'percent'; received {units!r}.")
+    record = {**record, "units": "percent"}
+    record["languages"] = {
+        language: {
+            **entry,
+            **{key: 100 * entry[key] for key in ("ua", "wa", "macro_f1") if key in entry},
+        }
+        for language, entry in record["languages"].items()
+    }
+    if record.get("best_validation_mean_ua") is not None:
+        record["best_validation_mean_ua"] = 100 * record["best_validation_mean_ua"]
     return record
 
 
@@ -465,7 +500,7 @@ def table_cell(entry) -> str:
     """`"UA/WA"` of a table entry (`"n/a"` for none)."""
     if entry is None:
         return "n/a"
-    return f"{entry['ua']:.4f}/{entry['wa']:.4f}"
+    return f"{entry['ua']:.2f}/{entry['wa']:.2f}"
 
 
 # ----------------------------------------------------------- experiment
@@ -814,8 +849,9 @@ class MultilingualGating(Experiment):
             results["folds"][setting] = [self.fold_entry(record) for record in records[setting]]
             if setting_languages == languages:
                 for record in records[setting]:
-                    best.offer(
-                        setting, record["fold"], record["best_validation_mean_ua"],
+                    validation = record["best_validation_mean_ua"]
+                    best.offer(  # BestModel holds fractions; the record, percent
+                        setting, record["fold"], None if validation is None else validation / 100,
                         pathlib.Path(record["fold_dir"]) / "best.keras",
                     )
             if setting in config.variants:
@@ -828,7 +864,7 @@ class MultilingualGating(Experiment):
             results["table4"] = self.table4(records, languages)
 
         results.update(
-            units="fraction",
+            units="percent",
             expert_names=next(
                 (r[0]["expert_names"] for r in records.values() if r), list(internal)
             ),
@@ -837,16 +873,7 @@ class MultilingualGating(Experiment):
         )
         self.write_reports(results, languages)
         export_path = self.export(best, data)
-        if export_path is not None:
-            results["export"] = str(export_path)
-            results["exported"] = {
-                "setting": best.setting,
-                "fold": best.fold,
-                "validation_mean_ua": best.validation_score,
-            }
-        reports.write_json_atomic(self.out_dir / "results.json", results)
-        self.log(f"\nResults written to {self.out_dir} in {self.elapsed_seconds():.0f} s.")
-        return ExperimentResult(results, self.out_dir, export_path)
+        return self.finish(results, best, export_path, score_name="validation_mean_ua")
 
     def train_setting(self, data, splits, setting, variant, languages, repeat, arguments) -> dict:
         """Trains (or reuses) one setting on one repeat; returns its record (`languages.json`)."""
@@ -917,7 +944,7 @@ class MultilingualGating(Experiment):
         }
         scores_path = fold_dir / "languages.json"
         if scores_path.exists():
-            return {**json.loads(scores_path.read_text()), **manifest}
+            return {**record_in_percent(json.loads(scores_path.read_text())), **manifest}
         if "details" not in captured:
             # The fold finished in an earlier run but its scores were not written.
             import keras
@@ -928,7 +955,9 @@ class MultilingualGating(Experiment):
             connections=captured["connections"],
             expert_names=captured["expert_names"],
             fold=fold_name,
-            best_validation_mean_ua=result["best_validation"],
+            best_validation_mean_ua=(
+                None if result["best_validation"] is None else 100 * result["best_validation"]
+            ),
             best_epoch=result["best_epoch"],
             epochs_run=result["epochs_run"],
             num_train=int(len(train)),
@@ -1011,17 +1040,25 @@ class MultilingualGating(Experiment):
         sections = [
             "# Multilingual SER with multi-gating and NAS (layout of Wang et al., Tables 3-4)",
             "",
-            f"Data: {configuration['data']}; preset {configuration['preset']}, "
-            f"{configuration['repeats']} repeat(s), split {configuration['split']}. "
-            "Cells: UA/WA on the test part, mean over repeats.",
+            f"Data: {configuration['data']}.",
+            f"Preset {configuration['preset']} (model {configuration['model_preset']}), "
+            f"{configuration['epochs']} epochs, {configuration['repeats']} repeat(s) of a "
+            f"{configuration['split']} split, seed {configuration['seed']}.",
+            "Chance (UA of a constant guess, 100 / number of classes): "
+            + ", ".join(
+                f"{language} {100 / len(entry['class_names']):.2f} %"
+                for language, entry in results["languages"].items()
+            )
+            + ".",
+            "Cells: UA/WA on the test part in percent, mean over repeats.",
             "",
-            "| language | corpora | utterances | classes |",
-            "|---|---|---|---|",
+            "| language | corpora | utterances | classes | chance UA (%) |",
+            "|---|---|---|---|---|",
         ]
         for language, entry in results["languages"].items():
             sections.append(
                 f"| {language} | {', '.join(entry['corpora'])} | {entry['num_utterances']} | "
-                f"{', '.join(entry['class_names'])} |"
+                f"{', '.join(entry['class_names'])} | {100 / len(entry['class_names']):.2f} |"
             )
         if results["table3"]:
             rows = [
@@ -1083,6 +1120,9 @@ class MultilingualGating(Experiment):
                     self.out_dir / "gate_weights.png",
                     metrics=list(experts),
                     title="Figure 4(b): mean gate weight per language and expert (%)",
+                    chance=1 / len(experts),
+                    error_bars="none; dashed line: uniform gate weight (1 / number of experts); "
+                    "means over repeats and test utterances",
                 )
         for language, matrix in results["connections"].items():
             rows = [
@@ -1108,12 +1148,18 @@ def paper_reference_sections() -> list[str]:
     languages = ["en", "de", "fr"]
     rows = [
         [VARIANT_TITLES[variant]]
-        + [f"{ua:.4f}/{wa:.4f}" for ua, wa in (PAPER_TABLE3[variant][lang] for lang in languages)]
+        + [
+            f"{100 * ua:.2f}/{100 * wa:.2f}"
+            for ua, wa in (PAPER_TABLE3[variant][lang] for lang in languages)
+        ]
         for variant in PAPER_TABLE3
     ]
     rows += [
         [title]
-        + [f"{ua:.4f}/{wa:.4f}" for ua, wa in (PAPER_TABLE4[key][lang] for lang in languages)]
+        + [
+            f"{100 * ua:.2f}/{100 * wa:.2f}"
+            for ua, wa in (PAPER_TABLE4[key][lang] for lang in languages)
+        ]
         for key, title in (
             ("with_aux", "Table 4 with aux loss"),
             ("without_aux", "Table 4 w/o aux loss"),

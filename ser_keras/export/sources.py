@@ -78,8 +78,12 @@ def _keras_files(folder):
 def _validation_score(checkpoint):
     """The `best_validation` in the `result.json` beside a checkpoint, or None."""
     try:
-        value = json.loads((checkpoint.parent / RESULT_NAME).read_text()).get("best_validation")
-    except (OSError, ValueError, AttributeError):
+        stored = json.loads((checkpoint.parent / RESULT_NAME).read_text())
+        value = stored.get("best_validation")
+        # Newer result.json files hold accuracies in percent (older ones, fractions).
+        if stored.get("units") == "percent" and "best_validation" in stored.get("percent_keys", []):
+            value = value / 100 if isinstance(value, (int, float)) else value
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None

@@ -116,6 +116,71 @@ def _read_history(history_path: pathlib.Path) -> dict:
     return history
 
 
+# Scores of a fold result that are accuracies (fractions in memory, percent in result.json).
+PERCENT_SCORES = ("wa", "ua", "macro_f1")
+
+
+def stored_result(result: dict, monitor: str) -> dict:
+    """A fold result as `result.json` holds it: accuracies in percent.
+
+    WA, UA, macro-F1 and the per-class recalls are written in percent, and
+    `best_validation` too when `monitor` is an accuracy (a monitored loss is
+    kept as it is). `percent_keys` names the converted scores.
+
+    Args:
+        result: The fold result, scores as fractions (as `fit_and_evaluate`
+            returns it).
+        monitor: The monitored validation metric.
+
+    Returns:
+        A new dict with `"units": "percent"` and `percent_keys`.
+    """
+    keys = [key for key in PERCENT_SCORES if result.get(key) is not None]
+    if "loss" not in monitor and result.get("best_validation") is not None:
+        keys.append("best_validation")
+    stored = {**result, **{key: 100 * result[key] for key in keys}}
+    if isinstance(result.get("per_class_recall"), dict):
+        stored["per_class_recall"] = {
+            name: None if value is None else 100 * value
+            for name, value in result["per_class_recall"].items()
+        }
+        keys.append("per_class_recall")
+    stored.update(units="percent", percent_keys=keys)
+    return stored
+
+
+def loaded_result(stored: dict) -> dict:
+    """A fold result read from `result.json`, its scores back as fractions.
+
+    A `result.json` without `units` (written before scores were stored in
+    percent) holds fractions and is returned as it is.
+
+    Args:
+        stored: The content of a `result.json`.
+
+    Returns:
+        The result as `fit_and_evaluate` returns it (fractions, no `units`).
+
+    Raises:
+        ValueError: If `units` is neither absent nor `"percent"`.
+    """
+    units = stored.get("units")
+    if units is None:
+        return dict(stored)
+    if units != "percent":
+        raise ValueError(f"`units` of a result.json must be 'percent'; received {units!r}.")
+    result = {key: value for key, value in stored.items() if key not in ("units", "percent_keys")}
+    for key in stored.get("percent_keys", []):
+        if key == "per_class_recall":
+            result[key] = {
+                name: None if value is None else value / 100
+                for name, value in stored[key].items()
+            }
+        elif stored[key] is not None:
+            result[key] = stored[key] / 100
+    return result
+
+
 def fit_and_evaluate(
     build_model: Callable[[], keras.Model],
     train: Split,
@@ -167,8 +232,11 @@ def fit_and_evaluate(
     Returns:
         A dict with `wa`, `ua`, `macro_f1`, `confusion`, `per_class_recall`,
         `best_validation` (the monitored value), `best_epoch`, `epochs_run`,
-        `num_train`, `num_validation`, `num_test`. It is also written to
-        `fold_dir/result.json`; the best model is kept as `fold_dir/best.keras`.
+        `num_train`, `num_validation`, `num_test`, scores as fractions. It is
+        also written to `fold_dir/result.json` with the accuracies in percent
+        (`stored_result`); the best model is kept as `fold_dir/best.keras`. A
+        fold whose `result.json` exists is not trained again: its result is
+        read back (`loaded_result`), as fractions.
     """
     from ser_keras.data.pipeline import make_dataset, num_batches
 
@@ -176,7 +244,7 @@ def fit_and_evaluate(
     result_path = fold_dir / "result.json"
     if result_path.exists():
         with open(result_path) as handle:
-            return json.load(handle)
+            return loaded_result(json.load(handle))
     if epochs < 1:
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     if len(train) == 0 or len(validation) == 0 or len(test) == 0:
@@ -294,9 +362,11 @@ def fit_and_evaluate(
             selected_epoch=best_epoch + 1 if monitored else None,
         )
     _save_model_atomic(model, fold_dir / "best.keras")
-    reports.write_json_atomic(result_path, result)
+    stored = stored_result(result, monitor)
+    reports.write_json_atomic(result_path, stored)
     shutil.rmtree(fold_dir / "backup", ignore_errors=True)
-    return result
+    # Read back as a reused fold is, so that a fresh and a reused fold give equal results.
+    return loaded_result(stored)
 
 
 def _unreadable_fold_state(fold_dir: pathlib.Path) -> str | None:

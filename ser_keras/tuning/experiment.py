@@ -1011,7 +1011,8 @@ class TuneSearch(Experiment):
                 f" (mean over {num_parts} speaker folds)"
                 if config.objective == "speaker_folds" else ""
             ),
-            "score": best.score,
+            "score": 100 * best.score,
+            "units": "percent",
             "trial_id": best.trial_id,
             "hyperparameters": best_values,
             "model_arguments": self.hypermodel.model_arguments(best.hyperparameters.copy()),

@@ -230,8 +230,30 @@ def write_trials(out_dir, rows) -> str:
     table = reports.markdown_table(headers, table_rows)
     out_dir = pathlib.Path(out_dir)
     reports.write_text_atomic(out_dir / "trials.md", "# Trials\n\n" + table + "\n")
-    reports.write_json_atomic(out_dir / "trials.json", rows)
+    reports.write_json_atomic(out_dir / "trials.json", [trial_in_percent(row) for row in rows])
     return table
+
+
+def _is_accuracy(name: str) -> bool:
+    """UA or accuracy (or its spread, `_std`), not a loss."""
+    name = name.removesuffix("_std")
+    return name.endswith(("_ua", "_accuracy")) or name in ("ua", "accuracy")
+
+
+def trial_in_percent(row: dict) -> dict:
+    """A `trial_table` row with its score and accuracy metrics in percent (as every JSON file).
+
+    Losses stay as they are; the row gains `"units": "percent"`.
+    """
+    row = dict(row)
+    if row.get("score") is not None:
+        row["score"] = 100 * row["score"]
+    row["metrics"] = {
+        name: 100 * value if _is_accuracy(name) and value is not None else value
+        for name, value in (row.get("metrics") or {}).items()
+    }
+    row["units"] = "percent"
+    return row
 
 
 def best_trial(tuner):

@@ -95,7 +95,7 @@ def test_cross_corpus_run_writes_table3_wilcoxon_tsne_and_exports(tmp_path, cach
     assert set(summary) == {"stl", "gender"}
     for entry in summary.values():
         (fold,) = entry["folds"]
-        assert fold["test_corpus"] == "emodb" and 0.0 <= fold["ua"] <= 1.0
+        assert fold["test_corpus"] == "emodb" and 0.0 <= fold["ua"] <= 100.0
         assert np.asarray(entry["confusion"]).sum() == fold["num_test"] == 40
         assert {item["speaker"].split(":")[0] for item in fold["test_speakers"]} == {"emodb"}
         assert {item["speaker"].split(":")[0] for item in fold["train_speakers"]} == {"savee"}
@@ -117,6 +117,7 @@ def test_cross_corpus_run_writes_table3_wilcoxon_tsne_and_exports(tmp_path, cach
 
     exported = results["exported"]
     best = max(entry["folds"][0]["best_validation"] for entry in summary.values())
+    assert results["units"] == "percent"
     assert exported["validation_ua"] == pytest.approx(best)
     version = export_dir / "kim_mtl" / "1"
     assert results["export"] == str(version)

@@ -101,8 +101,10 @@ def test_default_corpora_give_tables_3_and_4_figure_4_and_an_export(
         results["table4"]["without_aux"],
     ):
         for language in ("en", "de"):
-            assert 0.0 <= table[language]["ua"] <= 1.0 and 0.0 <= table[language]["wa"] <= 1.0
+            assert 0.0 <= table[language]["ua"] <= 100.0
+            assert 0.0 <= table[language]["wa"] <= 100.0
     # Without the auxiliary loss the multi-gating model is trained again.
+    assert results["units"] == "percent"
     assert results["table4"]["protocol"] == "multigate"
     assert results["table4"]["with_aux"] == results["table3"]["multigate"]
     assert (out / "multigate_noaux" / "fold_r1" / "languages.json").exists()

@@ -235,6 +235,19 @@ def test_results_json_holds_the_manifest_next_to_the_metrics(finished):
     assert (root / "run" / "phase_losses_mtl.png").stat().st_size > 0
 
 
+def test_results_md_names_the_data_preset_folds_epochs_and_chance(finished):
+    root, _, _ = finished
+    on_disk = json.loads((root / "run" / "results.json").read_text())
+    configuration, class_names = on_disk["configuration"], on_disk["class_names"]
+    num_folds = len(on_disk["settings"]["mtl"]["folds"])
+    text = (root / "run" / "results.md").read_text()
+    assert f"Data: {configuration['data']}." in text
+    assert f"Preset {configuration['preset']} (model {configuration['model_preset']})" in text
+    assert f"{configuration['epochs']} epochs at most" in text
+    assert f"{num_folds} leave-one-speaker-out fold(s)" in text
+    assert f"chance is {100 / len(class_names):.2f} % UA" in text
+
+
 # --------------------------------------------------------- the AAE's training
 
 

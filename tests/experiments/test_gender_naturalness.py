@@ -102,6 +102,7 @@ def finished(tmp_path_factory, corpora):
                 "monitor": options["monitor"],
                 "task_weights": dict(model.task_weights),
                 "elm_fits": elm_fits[first:],
+                "result": dict(result),
             }
         )
         return result
@@ -285,12 +286,38 @@ def test_the_elm_is_fitted_on_the_folds_training_utterances(finished):
 def test_results_reports_and_figure(finished):
     root, result, _ = finished
     on_disk = json.loads((root / "run" / "results.json").read_text())
-    assert on_disk["units"] == "fraction"
+    assert on_disk["units"] == "percent"
     (test,) = [t for t in on_disk["wilcoxon"] if t["protocol"] == "loco"]
     assert test["comparison"] == "DNN-Gender-MTL vs DNN-STL" and test["n"] == 2
     text = (root / "run" / "results.md").read_text()
     assert "layout of Table 2" in text and "layout of Table 3" in text
+    configuration = on_disk["configuration"]
+    assert f"Data: {configuration['data']}." in text
+    assert f"Preset {configuration['preset']} " in text
+    assert f"{configuration['epochs']} epochs at most" in text
+    assert "4 classes" in text and "chance is 25.00 % UA" in text
+    for protocol, by_network in on_disk["protocols"].items():
+        assert f"{len(by_network['dnn']['stl']['folds'])} {protocol} (" in text
     assert (root / "run" / "tsne.png").stat().st_size > 0
+
+
+def test_results_json_holds_percent(finished):
+    """Fold and summary scores of results.json are percent of the fractions `train_fold` returns."""
+    _, result, calls = finished
+    entries = {
+        (f"{protocol}/{network}_{variant}", fold["fold"]): fold
+        for protocol, network, variant, fold in _folds(result.results)
+    }
+    for call in calls:
+        setting = f"{call['fold_dir'].parent.parent.name}/{call['fold_dir'].parent.name}"
+        fold = entries[(setting, call["fold_dir"].name.removeprefix("fold_"))]
+        for key in ("ua", "wa", "macro_f1", "best_validation"):
+            assert fold[key] == pytest.approx(100 * call["result"][key]), key
+    for protocol, by_network in result.results["protocols"].items():
+        for network, by_variant in by_network.items():
+            for variant, entry in by_variant.items():
+                mean = np.mean([fold["ua"] for fold in entry["folds"]])
+                assert entry["ua"] == pytest.approx(mean), (protocol, network, variant)
 
 
 def test_the_best_validation_model_is_exported(finished):

@@ -66,6 +66,7 @@ def finished(tmp_path_factory):
                 "test": test,
                 "options": options,
                 "contrastive": model.task_contrastive_weights,
+                "result": dict(result),
             }
         )
         return result
@@ -270,6 +271,61 @@ def test_the_best_validation_model_is_exported(finished):
     assert result.export_path.parent.name == "multilingual_multigate"
     on_disk = json.loads((root / "run" / "results.json").read_text())
     assert on_disk["exported"] == exported
+
+
+def test_scores_are_written_in_percent(finished):
+    """languages.json and results.json hold percent of the fractions `train_fold` returns."""
+    root, result, calls, _ = finished
+    assert result.results["units"] == "percent"
+    assert json.loads((root / "run" / "results.json").read_text())["units"] == "percent"
+    for call in calls:
+        fold_dir = call["options"]["fold_dir"]
+        record = json.loads((fold_dir / "languages.json").read_text())
+        assert record["units"] == "percent"
+        assert record["best_validation_mean_ua"] == pytest.approx(
+            100 * call["result"]["best_validation"]
+        )
+        (entry,) = [
+            e for e in result.results["folds"][fold_dir.parent.name]
+            if e["fold"] == fold_dir.name.removeprefix("fold_")
+        ]
+        for language, scores in record["languages"].items():
+            for key in ("ua", "wa", "macro_f1"):
+                assert entry["languages"][language][key] == scores[key]
+    # The test parts are tiny: the pooled UA over languages is percent, not a fraction.
+    uas = [
+        scores["ua"]
+        for entries in result.results["folds"].values()
+        for entry in entries
+        for scores in entry["languages"].values()
+    ]
+    assert max(uas) > 1.0
+
+
+def test_a_stored_fraction_record_is_read_as_percent():
+    old = {
+        "languages": {"en": {"ua": 0.5, "wa": 0.25, "macro_f1": 0.4, "num_test": 8}},
+        "best_validation_mean_ua": 0.75,
+    }
+    record = multilingual_gating.record_in_percent(old)
+    assert record["units"] == "percent"
+    assert record["languages"]["en"] == {"ua": 50.0, "wa": 25.0, "macro_f1": 40.0, "num_test": 8}
+    assert record["best_validation_mean_ua"] == 75.0
+    assert multilingual_gating.record_in_percent(record) == record
+    with pytest.raises(ValueError, match="fraction"):
+        multilingual_gating.record_in_percent({**old, "units": "fraction"})
+
+
+def test_results_md_names_the_setup_and_chance(finished):
+    root, result, _, _ = finished
+    text = (root / "run" / "results.md").read_text()
+    configuration = result.results["configuration"]
+    assert f"Data: {configuration['data']}." in text
+    assert f"Preset {configuration['preset']} " in text
+    assert "1 epochs, 2 repeat(s) of a speaker split" in text
+    for language, entry in result.results["languages"].items():
+        assert f"{language} {100 / len(entry['class_names']):.2f} %" in text
+    assert "in percent" in text
 
 
 def _leaking_split(part_from, part_to):

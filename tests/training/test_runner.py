@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from ser_keras.training import runner
 from ser_keras.training.multitask import MultiTaskModel
 from ser_keras.training.runner import RunState, Split, fit_and_evaluate
 
@@ -62,11 +63,53 @@ def test_fit_and_evaluate_learns_and_writes_its_result(tmp_path):
     assert (tmp_path / "fold" / "best.keras").exists()
     assert (tmp_path / "fold" / "training_curves.png").exists()
     with open(tmp_path / "fold" / "result.json") as handle:
-        assert json.load(handle)["ua"] == pytest.approx(result["ua"])
+        stored = json.load(handle)
+    # In memory fractions; on disk percent, named.
+    assert stored["units"] == "percent"
+    for key in ("ua", "wa", "macro_f1", "best_validation"):
+        assert stored[key] == pytest.approx(100 * result[key]), key
+        assert key in stored["percent_keys"]
+    for name, recall in result["per_class_recall"].items():
+        assert stored["per_class_recall"][name] == pytest.approx(100 * recall)
+    assert "units" not in result
+
+
+def test_stored_and_loaded_results_convert_percent():
+    result = {"ua": 0.29, "wa": 0.57, "macro_f1": 0.1, "best_validation": 0.7,
+              "per_class_recall": {"a": 0.3}, "best_epoch": 2}
+    stored = runner.stored_result(result, "val_emotion_ua")
+    assert stored["ua"] == pytest.approx(29.0) and stored["best_epoch"] == 2
+    loaded = runner.loaded_result(stored)
+    assert set(loaded) == set(result)
+    for key in ("ua", "wa", "macro_f1", "best_validation"):
+        assert loaded[key] == pytest.approx(result[key])
+    assert loaded["per_class_recall"]["a"] == pytest.approx(0.3)
+    # A monitored loss is not an accuracy: kept as it is.
+    assert runner.stored_result(result, "val_loss")["best_validation"] == 0.7
+    assert runner.loaded_result(runner.stored_result(result, "val_loss"))[
+        "best_validation"
+    ] == 0.7
+    # A result.json from before (no units) holds fractions.
+    assert runner.loaded_result(result) == result
+    with pytest.raises(ValueError, match="fraction"):
+        runner.loaded_result({**result, "units": "fraction"})
 
 
 def test_finished_fold_is_not_trained_again(tmp_path):
     first = _run(tmp_path / "fold")
+
+    def must_not_build():
+        raise AssertionError("a finished fold was trained again")
+
+    again = _run(tmp_path / "fold", build=must_not_build)
+    assert again == first
+    assert again["ua"] <= 1.0 and "units" not in again
+
+
+def test_a_result_json_of_an_older_run_is_read_as_fractions(tmp_path):
+    first = _run(tmp_path / "fold")
+    old = dict(first)  # fractions, no units
+    (tmp_path / "fold" / "result.json").write_text(json.dumps(old))
 
     def must_not_build():
         raise AssertionError("a finished fold was trained again")

@@ -157,7 +157,7 @@ def test_hypermodels_build_through_the_experiments_builders(family, monkeypatch)
             return original(num_classes, variant, preset, **kwargs)
 
         monkeypatch.setattr(aae_mtl, "build_aae_model", build_aae_model)
-        model_class = hypermodels.aae.AAEMultiTaskModel
+        model_class = aae_mtl.AAEMultiTaskModel
     else:
         model_class = hypermodel.model_class
         original = model_class.from_preset.__func__

@@ -211,3 +211,21 @@ def test_make_tuner_refuses_bad_arguments(tmp_path, kind, arguments, expected):
     hypermodel, _ = tiny_hypermodel("aae_mtl")
     with pytest.raises(ValueError, match=expected):
         search.make_tuner(kind, hypermodel, directory=tmp_path, project_name="x", **arguments)
+
+
+def test_trials_json_holds_accuracies_in_percent_and_losses_as_they_are():
+    from ser_keras.tuning.search import trial_in_percent
+
+    row = {
+        "trial_id": "0", "status": "COMPLETED", "score": 0.25, "best_step": 3,
+        "metrics": {"val_emotion_ua": 0.25, "val_emotion_ua_std": 0.05,
+                    "val_emotion_accuracy": 0.5, "val_loss": 1.5},
+        "hyperparameters": {},
+    }
+    converted = trial_in_percent(row)
+    assert converted["units"] == "percent" and converted["score"] == 25.0
+    assert converted["metrics"] == {
+        "val_emotion_ua": 25.0, "val_emotion_ua_std": 5.0,
+        "val_emotion_accuracy": 50.0, "val_loss": 1.5,
+    }
+    assert row["score"] == 0.25  # the in-memory row is left as it was
