@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import pathlib
 
-import keras
 import numpy as np
 
-from tests.helpers import speech_like, write_wav
+from tests.helpers import speech_like, tiny_multitask_model, write_wav
 
 # 64 frames x 400 samples: a frame budget of 25600 samples = 1.6 s at 16 kHz.
 NUM_FRAMES, NUM_MELS = 64, 8
@@ -34,17 +33,7 @@ def frontend():
 
 def tiny_model():
     """A two-head model on [batch, 64, 8] features (fast to build and trace)."""
-    from ser_keras.training.multitask import MultiTaskModel
-
-    keras.utils.set_random_seed(3)
-    features = keras.Input((NUM_FRAMES, NUM_MELS), name="features")
-    hidden = keras.layers.Dense(6, activation="tanh")(features)
-    pooled = keras.layers.GlobalAveragePooling1D()(hidden)
-    outputs = {
-        "emotion": keras.layers.Dense(3, activation="softmax", name="emotion")(pooled),
-        "speaker": keras.layers.Dense(2, activation="softmax", name="speaker")(pooled),
-    }
-    return MultiTaskModel(features, outputs)
+    return tiny_multitask_model(NUM_FRAMES, NUM_MELS, {"emotion": 3, "speaker": 2}, seed=3)
 
 
 def save_like_a_run(model, fold_dir, *, best_validation=None):

@@ -12,8 +12,7 @@ from ser_keras.export import saved_model as saved_model_lib
 from ser_keras.export.saved_model import export_saved_model, load_metadata, next_version
 from ser_keras.features.logmel import LogMel
 from ser_keras.features.trimming import TrimSilence, trim_silence_batch
-from ser_keras.training.multitask import MultiTaskModel
-from tests.helpers import speech_like
+from tests.helpers import speech_like, tiny_multitask_model
 
 NUM_FRAMES, NUM_MELS = 16, 8
 EMOTIONS = ["anger", "happiness", "neutral"]
@@ -25,15 +24,7 @@ def _frontend():
 
 def _model():
     """A small multi-task model on [batch, 16, 8] features (fast to trace)."""
-    keras.utils.set_random_seed(0)
-    features = keras.Input((NUM_FRAMES, NUM_MELS), name="features")
-    hidden = keras.layers.Dense(6, activation="tanh")(features)
-    pooled = keras.layers.GlobalAveragePooling1D()(hidden)
-    outputs = {
-        "emotion": keras.layers.Dense(3, activation="softmax", name="emotion")(pooled),
-        "speaker": keras.layers.Dense(2, activation="softmax", name="speaker")(pooled),
-    }
-    return MultiTaskModel(features, outputs)
+    return tiny_multitask_model(NUM_FRAMES, NUM_MELS, {"emotion": 3, "speaker": 2}, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,7 @@ from ser_keras.features.normalization import (
     standardize_per_speaker,
 )
 from ser_keras.predict import FALLBACK_NOTE, Predictor
-from ser_keras.training.multitask import MultiTaskModel
-from tests.helpers import speech_like, write_wav
+from tests.helpers import speech_like, tiny_multitask_model, write_wav
 
 RATE = 16000
 NUM_FRAMES, NUM_MELS = 32, 8
@@ -58,15 +57,9 @@ def _frontend():
 
 
 def _model():
-    keras.utils.set_random_seed(5)
-    features = keras.Input((NUM_FRAMES, NUM_MELS), name="features")
-    hidden = keras.layers.Dense(8, activation="tanh")(features)
-    pooled = keras.layers.GlobalAveragePooling1D()(hidden)
-    outputs = {
-        "emotion": keras.layers.Dense(3, activation="softmax", name="emotion")(pooled),
-        "gender": keras.layers.Dense(2, activation="softmax", name="gender")(pooled),
-    }
-    return MultiTaskModel(features, outputs)
+    return tiny_multitask_model(
+        NUM_FRAMES, NUM_MELS, {"emotion": 3, "gender": 2}, units=8, seed=5
+    )
 
 
 def _speaker(f0, seeds, seconds, lead=0.2):
