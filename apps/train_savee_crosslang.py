@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(presets),
         default="quick",
-        help="quick: reduced model and epochs for a CPU; paper: the paper's sizes, "
+        help="quick: reduced model and epochs, a demo in minutes; cpu: the CPU-sized model "
+        f"with the cpu training recipe, {presets['cpu']['epochs']} epochs, all folds (the "
+        "strongest measured on a 2-core CPU; README: run times); paper: the paper's sizes, "
         f"{presets['paper']['epochs']} epochs (early stopping on validation UA).",
     )
     parser.add_argument(
@@ -83,13 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the input (and the exported model's): lossless when no utterance is longer, e.g. "
         "176 for RAVDESS + EMO-DB after trimming (at most 170 frames), and cheaper to train.",
     )
-    parser.add_argument(
-        "--spec-augment",
-        action="store_true",
-        help="SpecAugment frequency and time masking of the training batches (not in the "
-        "paper; ser_keras.data.augmentation). Training only: evaluation and the exported "
-        "model are unchanged.",
-    )
+    cli.add_recipe_arguments(parser)
     cli.add_common_arguments(
         parser,
         default_out=experiment.FuSaveeCrossLanguageConfig.DEFAULT_OUT,

@@ -12,10 +12,13 @@ AttentionCNNBLSTM, resumable fold runner), so its figures are the library's.
 Changes beyond the paper's configuration are options, each named in the
 output and in results.json: `--num-frames` crops the fu2021 front-end (every
 EMO-DB file in ../shared/data is 2.0 s, about 80 frames, so the paper's 256
-frames are mostly padding), and `--speaker-standardize` z-normalises every
-mel band per speaker over that speaker's own valid frames (no labels used, so
-it is applicable to an unseen test speaker), and `--spec-augment` masks
-random mel bands and frame spans of the training batches (SpecAugment).
+frames are mostly padding), and the training recipe (`--recipe cpu` or its
+single options, `ser_keras.training.recipe`): `--normalization speaker`
+z-normalises every mel band per speaker over that speaker's own valid frames
+(no labels used, so it is applicable to an unseen test speaker; the older
+`--speaker-standardize` means the same), `--spec-augment` masks random mel
+bands and frame spans of the training batches (SpecAugment),
+`--recalibrate-batch-norm`, `--label-smoothing`, `--adamw`, `--lr-schedule`.
 
 Interrupted runs continue with --resume. Reference figures on the same folds:
 `FEATS=compare python ../shared/tools/reference_baseline.py ../shared/data emodb`
@@ -58,27 +61,31 @@ def main(argv=None) -> int:
     parser.add_argument("--num-frames", type=int, default=256,
                         help="Front-end frames (paper: 256); fewer crops the input.")
     parser.add_argument("--speaker-standardize", action="store_true",
-                        help="Z-normalise each mel band per speaker (not in the paper).")
-    parser.add_argument("--spec-augment", action="store_true",
-                        help="SpecAugment frequency and time masking of the training batches "
-                        "(not in the paper; ser_keras.data.augmentation).")
+                        help="The same as --normalization speaker (kept for older commands).")
+    from ser_keras import cli
+
+    cli.add_recipe_arguments(parser, default="paper")
     parser.add_argument("--out", default="runs/bench_emodb_loso")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    if args.speaker_standardize:
+        args.normalization = args.normalization or "speaker"
+    try:
+        recipe = cli.recipe_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
 
     import keras
     import numpy as np
 
     from ser_keras.corpora import load_corpus
     from ser_keras.corpora.labels import get_label_map
-    from ser_keras.data.augmentation import SpecAugment
     from ser_keras.data.cache import WaveformCache, default_cache_dir
-    from ser_keras.data.pipeline import compute_features
+    from ser_keras.data.pipeline import compute_features, num_batches
     from ser_keras.data.splits import leave_one_speaker_out
     from ser_keras.evaluation import reports
     from ser_keras.evaluation.metrics import mean_and_spread
     from ser_keras.features.logmel import LogMel
-    from ser_keras.features.normalization import standardize_per_speaker
     from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
 
@@ -93,15 +100,10 @@ def main(argv=None) -> int:
     labels = label_map.encode(cached.utterances)
     frontend = LogMel.from_preset("fu2021", num_frames=args.num_frames)
     features = compute_features(frontend, cached.waveforms)
-    if args.speaker_standardize:
-        features = standardize_per_speaker(
-            features, [u.speaker_id for u in cached.utterances], frontend.pad_value)
-    augment = None
-    if args.spec_augment:
-        # Masks hold the mean of a band: 0 after per-speaker standardisation,
-        # else the middle of the front-end's [0, 1] range.
-        augment = SpecAugment(mask_value=0.0 if args.speaker_standardize else 0.5,
-                              pad_value=frontend.pad_value)
+    print(f"Recipe: {recipe.describe()}")
+    features = recipe.normalize(features, cached.utterances, frontend.pad_value)
+    augment = recipe.augmentation(features, frontend.pad_value)
+    if augment is not None:
         print(augment.describe())
     folds = leave_one_speaker_out(
         cached.utterances, validation=args.validation,
@@ -114,12 +116,12 @@ def main(argv=None) -> int:
          "batch_size": args.batch_size, "seed": args.seed, "learning_rate": args.learning_rate,
          "validation": args.validation, "validation_speakers": args.validation_speakers,
          "validation_fraction": args.validation_fraction, "num_utterances": len(labels),
-         "num_frames": args.num_frames, "speaker_standardize": args.speaker_standardize,
-         "spec_augment": args.spec_augment},
+         "num_frames": args.num_frames, "recipe": recipe.to_dict()},
         resume=args.resume,
     )
     summary = {"settings": {}, "units": "percent", "class_names": list(label_map.classes),
-               "configuration": {k: v for k, v in vars(args).items() if k not in ("out", "resume")}}
+               "configuration": {k: v for k, v in vars(args).items() if k not in ("out", "resume")},
+               "recipe": recipe.to_dict()}
     for setting in settings:
         with_speaker = SETTINGS[setting]
         fold_results = []
@@ -138,24 +140,33 @@ def main(argv=None) -> int:
 
             num_speakers = len(speakers) if with_speaker else 0
 
-            def build(num_speakers=num_speakers):
+            num_train = len(fold.train)
+
+            def build(num_speakers=num_speakers, num_train=num_train):
                 model = AttentionCNNBLSTM.from_preset(
                     args.model_preset, num_emotions=label_map.num_classes,
                     num_speakers=num_speakers, num_frames=args.num_frames,
                 )
-                model.compile(optimizer=keras.optimizers.RMSprop(args.learning_rate))
-                return model
+                return recipe.compile(
+                    model, keras.optimizers.RMSprop(args.learning_rate),
+                    steps_per_epoch=num_batches(num_train, args.batch_size), epochs=args.epochs,
+                )
 
             result = fit_and_evaluate(
                 build, split(fold.train), split(fold.validation), split(fold.test, True),
                 fold_dir=state.fold_dir(setting, fold.name), class_names=label_map.classes,
                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                 patience=args.patience, verbose=0, augment=augment,
+                recalibrate_batch_norm=recipe.recalibrate_batch_norm,
             )
             fold_results.append(result)
+            recalibration = result.get("batch_norm_recalibration")
             print(f"[{setting}] {fold.name}: WA {100 * result['wa']:.1f} "
                   f"UA {100 * result['ua']:.1f} (best epoch {result['best_epoch']}, "
-                  f"{time.time() - started:.0f} s elapsed)", flush=True)
+                  f"validation UA {100 * result['best_validation']:.1f}"
+                  + (f" -> {recalibration['validation_ua_after']:.1f} recalibrated"
+                     if recalibration else "")
+                  + f", {time.time() - started:.0f} s elapsed)", flush=True)
         wa = mean_and_spread([100 * r["wa"] for r in fold_results])
         ua = mean_and_spread([100 * r["ua"] for r in fold_results])
         pooled = np.sum([np.asarray(r["confusion"]) for r in fold_results], axis=0)
@@ -166,7 +177,10 @@ def main(argv=None) -> int:
         summary["settings"][setting] = {
             "wa": wa[0], "wa_std": wa[1], "ua": ua[0], "ua_std": ua[1],
             "pooled_wa": float(pooled_wa), "pooled_ua": float(pooled_ua),
-            "folds": [{"wa": 100 * r["wa"], "ua": 100 * r["ua"]} for r in fold_results],
+            "folds": [{"wa": 100 * r["wa"], "ua": 100 * r["ua"],
+                       "best_validation_ua": 100 * r["best_validation"],
+                       "batch_norm_recalibration": r.get("batch_norm_recalibration")}
+                      for r in fold_results],
             "confusion": pooled.tolist(),
         }
         print(f"[{setting}] mean over {len(fold_results)} folds: WA {wa[0]:.1f} ± {wa[1]:.1f}, "

@@ -146,6 +146,91 @@ def add_common_arguments(
         add_strategy_argument(parser)
 
 
+def add_recipe_arguments(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """Adds the training-recipe options (`ser_keras.training.recipe`) to a parser.
+
+    `--recipe NAME` (a recipe of `RECIPES`; default: the preset's) and one
+    option per recipe field that overrides it: `--normalization`,
+    `--spec-augment`/`--no-spec-augment`, `--adamw`/`--no-adamw`,
+    `--peak-learning-rate`, `--lr-schedule`, `--warmup-epochs`,
+    `--weight-decay`, `--label-smoothing`,
+    `--recalibrate-batch-norm`/`--no-recalibrate-batch-norm`. Their
+    destinations are the `ExperimentConfig` fields of the same names; an
+    option not given is None (the recipe's value).
+
+    Args:
+        parser: The app's parser.
+        default: Default of `--recipe` (None: the preset's recipe).
+    """
+    from ser_keras.training.recipe import NORMALIZATIONS, RECIPES, SCHEDULES
+
+    group = parser.add_argument_group(
+        "training recipe",
+        "Training choices beyond the papers' (ser_keras.training.recipe), recorded in "
+        "results.json and the export. --recipe picks a set; the options below override it.",
+    )
+    group.add_argument(
+        "--recipe", choices=tuple(RECIPES), default=default,
+        help="paper: the papers' training, unchanged; cpu: per-speaker normalisation, "
+        "SpecAugment and batch-norm recalibration, chosen on validation speakers "
+        "(default: the preset's).",
+    )
+    group.add_argument(
+        "--normalization", choices=NORMALIZATIONS,
+        help="Z-normalise every feature band per utterance, corpus or speaker (over its own "
+        "frames; no labels). Speaker normalisation needs enrolment audio when served.",
+    )
+    group.add_argument(
+        "--spec-augment", action=argparse.BooleanOptionalAction, default=None,
+        help="SpecAugment frequency and time masking of the training batches.",
+    )
+    group.add_argument(
+        "--adamw", action=argparse.BooleanOptionalAction, default=None,
+        help="AdamW instead of the paper's optimizer.",
+    )
+    group.add_argument(
+        "--peak-learning-rate", type=float,
+        help="Learning rate of AdamW or peak of the cosine schedule (default: the paper "
+        "optimizer's).",
+    )
+    group.add_argument("--lr-schedule", choices=SCHEDULES, help="Learning-rate schedule.")
+    group.add_argument(
+        "--warmup-epochs", type=int, help="Linear warm-up epochs of the cosine schedule."
+    )
+    group.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay.")
+    group.add_argument(
+        "--label-smoothing", type=float,
+        help="Share of each emotion target spread over the classes (0: none).",
+    )
+    group.add_argument(
+        "--recalibrate-batch-norm", action=argparse.BooleanOptionalAction, default=None,
+        help="Re-estimate batch-norm statistics on the training data after training.",
+    )
+
+
+def recipe_from_args(args, default: str = "paper"):
+    """The `TrainingRecipe` of `add_recipe_arguments`' options (for programs without a config).
+
+    Raises:
+        ValueError: A value the recipe refuses, naming the option
+            (`--label-smoothing must be in [0, 1). Received: 1.5`).
+    """
+    from ser_keras.training.recipe import RECIPE_FIELDS, get_recipe
+
+    overrides = {name: getattr(args, name, None) for name in RECIPE_FIELDS}
+    try:
+        return get_recipe(getattr(args, "recipe", None) or default).replace(**overrides)
+    except ValueError as error:
+        from ser_keras.training.recipe import field_of_error
+
+        field = field_of_error(error)
+        if field is None:
+            raise
+        raise ValueError(
+            f"--{field.replace('_', '-')} " + str(error).removeprefix(f"`{field}` ")
+        ) from None
+
+
 def add_strategy_argument(parser: argparse.ArgumentParser, default: str = "none") -> None:
     """Adds `--strategy {none,mirrored,multiworker}` to an app's argument parser.
 

@@ -14,7 +14,13 @@ reports -> export. `Experiment` holds what every protocol shares:
   whose test speakers appear in its training or validation data;
 * progress ("setting k/N, fold j/M" with an estimate of the time left);
 * the export of the model with the best validation score over every setting
-  and fold (`BestModel`).
+  and fold (`BestModel`);
+* the training recipe (`ser_keras.training.recipe`), the same for every
+  experiment: `normalize_features` applies its input normalisation,
+  `train_fold` its augmentation, optimisation and batch-norm recalibration,
+  `export_best` serves its normalisation (an enrolment signature for
+  per-speaker or per-corpus statistics, an in-graph layer per utterance),
+  and `open_run`/`finish` record it.
 
 Experiments are used from Python as well as from the apps:
 
@@ -243,6 +249,10 @@ class Experiment:
     config_class: ClassVar[type[ExperimentConfig]] = ExperimentConfig
     app_name: ClassVar[str] = "experiment"
     export_name: ClassVar[str | None] = None
+    # The recipe fields (`ser_keras.training.recipe.RECIPE_FIELDS`) this
+    # experiment cannot apply, with the reason; a configuration that changes
+    # one of them is refused before any data is read.
+    recipe_unsupported: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: ExperimentConfig | None = None, **overrides):
         if config is None:
@@ -254,12 +264,31 @@ class Experiment:
                 f"{type(self).__name__} takes a {self.config_class.__name__}. "
                 f"Received: {type(config).__name__}"
             )
+        self._check_recipe_support(config)
         self.config = config
+        self.recipe = config.training_recipe()
+        self._normalized = False
+        self._normalization_fallback = None
         self.strategy = None
         self.state = None
         self.outputs = None
         self.progress: FoldProgress | None = None
         self._started = time.time()
+
+    @classmethod
+    def _check_recipe_support(cls, config) -> None:
+        from ser_keras.experiments.config import ConfigError
+        from ser_keras.training.recipe import TrainingRecipe
+
+        recipe, plain = config.training_recipe(), TrainingRecipe()
+        for field, reason in cls.recipe_unsupported.items():
+            if getattr(recipe, field) != getattr(plain, field):
+                raise ConfigError(
+                    field,
+                    f"is not applied by {cls.app_name} ({reason}); recipe {config.recipe!r} "
+                    f"sets it to {getattr(recipe, field)!r}. Override it back to "
+                    f"{getattr(plain, field)!r} or use recipe 'paper'.",
+                )
 
     # ------------------------------------------------------------ setup
 
@@ -317,7 +346,12 @@ class Experiment:
         self.outputs = worker_outputs(
             self.config.out, self.strategy, export_dir=self.config.export_dir
         )
-        configuration = {"app": self.app_name, **self.config.run_config(), **(extra or {})}
+        configuration = {
+            "app": self.app_name,
+            **self.config.run_config(),
+            "training_recipe": self.recipe.to_dict(),
+            **(extra or {}),
+        }
         self.state = RunState(self.outputs.out_dir, configuration, resume=self.config.resume)
         return self.state
 
@@ -355,6 +389,79 @@ class Experiment:
 
     # ------------------------------------------------------------- folds
 
+    # ------------------------------------------------------------ recipe
+
+    def normalize_features(self, features, utterances, pad_value, *, source: str = "training"):
+        """Applies the recipe's input normalisation to padded frame features.
+
+        Also keeps what the export needs to serve it: for per-speaker or
+        per-corpus normalisation, the pooled band statistics of the raw
+        features as the fallback of the enrolment signature
+        (`SpeakerNormalization`).
+
+        Args:
+            features: `[utterances, frames, bands]`, padded with `pad_value`.
+            utterances: The records of the rows (`corpus`, `speaker_id`).
+            pad_value: The front-end's padding value.
+            source: The data, in words, for the export's fallback record.
+
+        Returns:
+            The normalised features (the same array when the recipe's
+            normalisation is `"none"`).
+        """
+        recipe = self.recipe
+        self._normalized = True
+        if recipe.normalization == "none":
+            return features
+        if recipe.normalization in ("speaker", "corpus"):
+            from ser_keras.export.saved_model import SpeakerNormalization
+
+            self._normalization_fallback = SpeakerNormalization.from_features(
+                features,
+                pad_value,
+                source=f"pooled band statistics of the {len(utterances)} {source} utterances "
+                f"(all speakers), before {recipe.normalization} normalisation",
+            )
+        self.log(
+            f"Normalisation: every band z-normalised per {recipe.normalization} over its own "
+            "valid frames (training recipe; not in the papers)"
+        )
+        return recipe.normalize(features, utterances, pad_value)
+
+    def _recipe_fit_options(self, train_split, *, epochs, batch_size, build_model, fit_options,
+                            pad_value):
+        """`fit_and_evaluate` options and model builder with the recipe applied."""
+        from ser_keras.experiments.config import ConfigError
+
+        recipe = self.recipe
+        if recipe.normalization != "none" and not self._normalized:
+            raise RuntimeError(
+                f"{type(self).__name__} trains without calling normalize_features, so the "
+                f"recipe's {recipe.normalization} normalisation would be silently skipped."
+            )
+        options = dict(fit_options)
+        if recipe.spec_augment and options.get("augment") is None:
+            inputs = train_split.inputs
+            if not (isinstance(inputs, np.ndarray) and inputs.ndim == 3):
+                raise ConfigError(
+                    "spec_augment",
+                    f"needs [utterances, frames, bands] inputs; {self.app_name} trains on "
+                    f"{type(inputs).__name__} inputs.",
+                )
+            options["augment"] = recipe.augmentation(inputs, pad_value)
+        options.setdefault("recalibrate_batch_norm", recipe.recalibrate_batch_norm)
+        if not recipe.changes_optimization:
+            return options, build_model
+        from ser_keras.data.pipeline import num_batches
+
+        steps = num_batches(len(train_split), batch_size)
+
+        def build_with_recipe():
+            model = build_model()
+            return recipe.compile(model, model.optimizer, steps_per_epoch=steps, epochs=epochs)
+
+        return options, build_with_recipe
+
     def start_progress(self, settings: Sequence[str], num_folds: int) -> FoldProgress:
         self.progress = FoldProgress(settings, num_folds, print_fn=print)
         return self.progress
@@ -379,6 +486,7 @@ class Experiment:
         sidecar: dict | None = None,
         seed: int | None = None,
         speaker_independent: bool = True,
+        pad_value: float | None = None,
         **fit_options,
     ) -> dict:
         """Trains (or reuses) one fold and returns its result with the split manifest.
@@ -412,8 +520,13 @@ class Experiment:
                 still recorded, and the refusal is then for a row that is in
                 the test part and in the training or validation part
                 (`check_disjoint_parts`).
+            pad_value: The features' padding value, for the recipe's
+                augmentation (None: that of `sidecar["frontend"]`).
             **fit_options: More `fit_and_evaluate` arguments (`task`,
-                `predict_fn`, `augment`, `monitor`, ...).
+                `predict_fn`, `augment`, `monitor`, ...). The recipe
+                (`self.recipe`) adds its augmentation (unless `augment` is
+                given), its optimizer and label smoothing (the model from
+                `build_model` is compiled again) and batch-norm recalibration.
 
         Returns:
             `fit_and_evaluate`'s result plus `fold`, `setting` and the
@@ -448,9 +561,20 @@ class Experiment:
                 + ("already finished, reusing its result" if reused
                    else f"training on {train_index.size} utterances"),
             )
+        train_split = make_split(train_index, "train")
+        if pad_value is None and sidecar is not None and sidecar.get("frontend") is not None:
+            pad_value = sidecar["frontend"].pad_value
+        fit_options, build_model = self._recipe_fit_options(
+            train_split,
+            epochs=epochs,
+            batch_size=batch_size,
+            build_model=build_model,
+            fit_options=fit_options,
+            pad_value=pad_value,
+        )
         result = fit_and_evaluate(
             build_model,
-            make_split(train_index, "train"),
+            train_split,
             make_split(validation_index, "validation"),
             make_split(test_index, "test"),
             fold_dir=fold_dir,
@@ -527,6 +651,7 @@ class Experiment:
         """
         from ser_keras.evaluation import reports
 
+        results["training_recipe"] = self.recipe.to_dict()
         if export_path is not None:
             results["export"] = str(export_path)
             results["exported"] = {
@@ -559,6 +684,21 @@ class Experiment:
         model = keras.models.load_model(str(best.model_path))
         if serving_model is not None:
             model = serving_model(model)
+        normalization = self.recipe.normalization
+        if normalization == "utterance":
+            from ser_keras.features.normalization import UtteranceStandardization
+
+            inputs = keras.Input(model.inputs[0].shape[1:], name="features")
+            standardize = UtteranceStandardization(
+                frontend.pad_value, name="utterance_standardization"
+            )
+            model = keras.Model(inputs, model(standardize(inputs)), name=model.name)
+        elif (
+            normalization in ("speaker", "corpus")
+            and self._normalization_fallback is not None
+            and "speaker_normalization" not in options
+        ):
+            options["speaker_normalization"] = self._normalization_fallback
         path = export_for_serving(
             model,
             self.outputs.export_dir,
@@ -571,6 +711,7 @@ class Experiment:
                 "fold": best.fold,
                 "validation_score": 100 * best.validation_score,  # percent, as results.json
                 "preset": self.config.preset,
+                "training_recipe": self.recipe.to_dict(),
                 **(metadata or {}),
             },
             **options,

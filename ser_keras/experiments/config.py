@@ -162,6 +162,12 @@ class ExperimentConfig:
         quiet: No per-epoch progress lines.
         strategy: `"none"`, `"mirrored"` or `"multiworker"`
             (`ser_keras.training.distribute`).
+        recipe: Name of the training recipe (`ser_keras.training.recipe.RECIPES`;
+            None: the preset's `"recipe"`, else `"paper"`).
+        normalization, spec_augment, adamw, peak_learning_rate, lr_schedule,
+            warmup_epochs, weight_decay, label_smoothing,
+            recalibrate_batch_norm: Override the recipe's field of the same
+            name (None: the recipe's); `training_recipe()` gives the result.
     """
 
     PRESETS: ClassVar[dict[str, dict]] = {}
@@ -175,6 +181,16 @@ class ExperimentConfig:
     cache_dir: str | None = None
     quiet: bool = False
     strategy: str = "none"
+    recipe: str | None = None
+    normalization: str | None = None
+    spec_augment: bool | None = None
+    adamw: bool | None = None
+    peak_learning_rate: float | None = None
+    lr_schedule: str | None = None
+    warmup_epochs: int | None = None
+    weight_decay: float | None = None
+    label_smoothing: float | None = None
+    recalibrate_batch_norm: bool | None = None
 
     def __post_init__(self):
         check_choice("preset", self.preset, tuple(self.PRESETS))
@@ -188,6 +204,8 @@ class ExperimentConfig:
                 setattr(self, field.name, values[field.name])
         if self.out is None:
             self.out = self.DEFAULT_OUT
+        if self.recipe is None:
+            self.recipe = values.get("recipe", "paper")
         self.validate()
 
     @classmethod
@@ -216,6 +234,22 @@ class ExperimentConfig:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_output_path("out", self.out)
         check_output_path("export_dir", self.export_dir)
+        self._training_recipe = self._build_recipe()
+
+    def _build_recipe(self):
+        from ser_keras.training.recipe import RECIPE_FIELDS, RECIPES, field_of_error
+
+        check_choice("recipe", self.recipe, tuple(RECIPES))
+        overrides = {name: getattr(self, name) for name in RECIPE_FIELDS}
+        try:
+            return RECIPES[self.recipe].replace(**overrides)
+        except ValueError as error:
+            field = field_of_error(error) or "recipe"
+            raise ConfigError(field, str(error).removeprefix(f"`{field}` ")) from None
+
+    def training_recipe(self):
+        """The `TrainingRecipe`: the named `recipe` with this configuration's overrides."""
+        return self._training_recipe
 
     def to_dict(self) -> dict:
         """Every field, JSON-ready (tuples become lists)."""

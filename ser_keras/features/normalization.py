@@ -160,3 +160,47 @@ class BandStandardization(keras.layers.Layer):
             mean=self.mean, std=self.std, pad_value=self.pad_value, epsilon=self.epsilon
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="ser_keras")
+class UtteranceStandardization(keras.layers.Layer):
+    """Z-normalises every band over each utterance's own valid frames, inside a model.
+
+    The in-graph form of `standardize_per_speaker` with one group per
+    utterance (the training recipe's `normalization="utterance"`), so that an
+    exported model takes the front-end's features as they come. Frames whose
+    every band equals `pad_value` are left out of the statistics and keep
+    their value.
+
+    Args:
+        pad_value: The front-end's padding value.
+        epsilon: Added to the standard deviation (that of
+            `standardize_per_speaker`).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Input `[batch, frames, bands]`; output of the same shape.
+    """
+
+    def __init__(self, pad_value=0.0, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon}")
+        self.pad_value = float(pad_value)
+        self.epsilon = float(epsilon)
+
+    def call(self, features):
+        padding = ops.all(ops.equal(features, self.pad_value), axis=-1, keepdims=True)
+        weights = ops.cast(ops.logical_not(padding), features.dtype)  # [batch, frames, 1]
+        count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+        mean = ops.sum(features * weights, axis=1, keepdims=True) / count
+        variance = ops.sum(ops.square(features - mean) * weights, axis=1, keepdims=True) / count
+        standardized = (features - mean) / (ops.sqrt(variance) + self.epsilon)
+        return ops.where(padding, features, standardized)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pad_value=self.pad_value, epsilon=self.epsilon)
+        return config

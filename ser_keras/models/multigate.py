@@ -831,7 +831,7 @@ class MultiGatingSER(MultiTaskModel):
         `y_pred` is ignored: the representations come from the same pass.
         """
         details = self.forward_with_details(x, training=training)
-        terms = self._loss_terms(y, details["probabilities"], sample_weight)
+        terms = self._loss_terms(y, details["probabilities"], sample_weight, training=training)
         contrastive = self._contrastive_terms(y, details["representations"])
         return self._loss_with_contrastive(terms, contrastive)
 
@@ -855,7 +855,7 @@ class MultiGatingSER(MultiTaskModel):
         with tf.GradientTape() as tape:
             details = self.forward_with_details(x, training=True)
             y_pred = details["probabilities"]
-            terms = self._loss_terms(y, y_pred, sample_weight)
+            terms = self._loss_terms(y, y_pred, sample_weight, training=True)
             contrastive = self._contrastive_terms(y, details["representations"])
             loss = self._loss_with_contrastive(terms, contrastive)
             scaled_loss = self.optimizer.scale_loss(loss)

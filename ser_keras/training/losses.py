@@ -22,7 +22,7 @@ from keras import ops
 
 
 def masked_sparse_categorical_crossentropy_sum(
-    y_true, y_pred, sample_weight=None, from_logits=False
+    y_true, y_pred, sample_weight=None, from_logits=False, label_smoothing=0.0
 ):
     """Summed sparse categorical cross-entropy over the labelled samples.
 
@@ -34,6 +34,8 @@ def masked_sparse_categorical_crossentropy_sum(
         sample_weight: Optional per-sample weights `[batch]`; a labelled sample
             counts with its weight in both the sum and the count.
         from_logits: Whether `y_pred` holds logits instead of probabilities.
+        label_smoothing: Share `e` of the target spread evenly over the
+            classes: the loss is `(1 - e) * CE(label) + e * mean_k(-log p_k)`.
 
     Returns:
         `(loss_sum, count)`: scalar tensors in `y_pred`'s float dtype, the sum
@@ -56,6 +58,16 @@ def masked_sparse_categorical_crossentropy_sum(
     per_sample = ops.sparse_categorical_crossentropy(
         safe_labels, y_pred, from_logits=from_logits, axis=-1
     )
+    if label_smoothing:
+        # The uniform part of the smoothed target: -mean_k log p_k, with the
+        # probabilities clipped as the cross-entropy op clips them.
+        if from_logits:
+            log_probabilities = ops.log_softmax(y_pred, axis=-1)
+        else:
+            epsilon = 1e-7
+            log_probabilities = ops.log(ops.clip(y_pred, epsilon, 1.0 - epsilon))
+        uniform = -ops.mean(log_probabilities, axis=-1)
+        per_sample = (1.0 - label_smoothing) * per_sample + label_smoothing * uniform
     weights = ops.cast(labelled, dtype)
     if sample_weight is not None:
         weights = weights * ops.reshape(ops.cast(sample_weight, dtype), (-1,))

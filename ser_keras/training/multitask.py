@@ -192,11 +192,16 @@ class MultiTaskModel(keras.Model):
         return trackers
 
     # --------------------------------------------------------------- compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, label_smoothing=0.0,
+                **kwargs):
         """Compiles with an optimizer; the masked losses and metrics are built in.
 
         Args:
             optimizer: Optimizer instance or name.
+            label_smoothing: Share of every task's target spread evenly over
+                its classes (0: one-hot targets; `ser_keras.training.recipe`).
+                It changes the training loss only: validation and test
+                losses are the plain cross-entropy.
             loss: Must be None (the masked per-task losses are fixed).
             metrics: Must be None (loss, accuracy and UA per task are tracked).
             **kwargs: Other `keras.Model.compile` arguments (`run_eagerly`,
@@ -216,6 +221,16 @@ class MultiTaskModel(keras.Model):
                     f"(weights via task_weights); compile() takes no `{argument}`. "
                     f"Received {argument}={value!r}."
                 )
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, int | float)
+            or not 0.0 <= label_smoothing < 1.0
+        ):
+            raise ValueError(
+                "`label_smoothing` must be in [0, 1). Received: "
+                f"label_smoothing={label_smoothing!r}"
+            )
+        self._label_smoothing = float(label_smoothing)
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -248,8 +263,10 @@ class MultiTaskModel(keras.Model):
             return sample_weight.get(task)
         return sample_weight
 
-    def _loss_terms(self, y, y_pred, sample_weight):
+    def _loss_terms(self, y, y_pred, sample_weight, training=False):
         """Dict task -> `(replica_loss, global_count)` for the active tasks present in `y`.
+
+        With `training`, the compiled label smoothing applies.
 
         `replica_loss` is the replica's loss sum divided by the global number
         of labelled samples; the replicas' values add up to the task's masked
@@ -263,7 +280,10 @@ class MultiTaskModel(keras.Model):
                 continue
             probabilities = ops.cast(y_pred[task], "float32")
             loss_sum, count = masked_sparse_categorical_crossentropy_sum(
-                labels[task], probabilities, self._task_sample_weight(sample_weight, task)
+                labels[task],
+                probabilities,
+                self._task_sample_weight(sample_weight, task),
+                label_smoothing=getattr(self, "_label_smoothing", 0.0) if training else 0.0,
             )
             if context is not None:
                 count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
@@ -296,7 +316,7 @@ class MultiTaskModel(keras.Model):
         """
         if y_pred is None:
             y_pred = self(x, training=training)
-        return self._total_loss(self._loss_terms(y, y_pred, sample_weight))
+        return self._total_loss(self._loss_terms(y, y_pred, sample_weight, training=training))
 
     # ----------------------------------------------------------------- steps
     def _update_metrics(self, x, y, y_pred, sample_weight, terms, loss):
@@ -330,7 +350,7 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            terms = self._loss_terms(y, y_pred, sample_weight)
+            terms = self._loss_terms(y, y_pred, sample_weight, training=True)
             loss = self._total_loss(terms)
             scaled_loss = self.optimizer.scale_loss(loss)  # mixed-precision loss scaling
         variables = self.trainable_variables

@@ -28,7 +28,7 @@ import numpy as np
 
 from ser_keras.evaluation import metrics as metrics_lib
 from ser_keras.evaluation import reports
-from ser_keras.training.callbacks import AtomicBackupAndRestore, SeedEachEpoch
+from ser_keras.training.callbacks import AtomicBackupAndRestore, SeedEachEpoch, derived_seed
 from ser_keras.utils.atomic import atomic_path, write_file_atomic
 
 
@@ -200,6 +200,7 @@ def fit_and_evaluate(
     extra_callbacks=(),
     strategy=None,
     augment=None,
+    recalibrate_batch_norm: bool = False,
 ) -> dict:
     """Trains one fold (resumably) and evaluates its test part once.
 
@@ -228,6 +229,13 @@ def fit_and_evaluate(
             compiled under its scope, and `batch_size` is the global batch.
         augment: Optional augmentation of the training batches only (see
             `make_dataset`), e.g. `ser_keras.data.augmentation.SpecAugment`.
+        recalibrate_batch_norm: After loading the selected checkpoint,
+            replace its batch-norm moving statistics by those of the
+            (un-augmented) training data
+            (`ser_keras.training.recipe.recalibrate_batch_norm`); the saved
+            `best.keras` and the test scores are the recalibrated model's,
+            and `batch_norm_recalibration` records the validation UA (percent)
+            before and after.
 
     Returns:
         A dict with `wa`, `ua`, `macro_f1`, `confusion`, `per_class_recall`,
@@ -338,12 +346,32 @@ def fit_and_evaluate(
         int(np.argmax(monitored) if mode == "max" else np.argmin(monitored)) if monitored else -1
     )
 
-    if predict_fn is not None:
-        probabilities = predict_fn(model, test.inputs)
-    else:
-        outputs = model.predict(test.inputs, batch_size=batch_size, verbose=0)
-        probabilities = outputs[task] if isinstance(outputs, dict) else outputs
-    predictions = np.argmax(probabilities, axis=-1)
+    def predict(split):
+        if predict_fn is not None:
+            return predict_fn(model, split.inputs)
+        outputs = model.predict(split.inputs, batch_size=batch_size, verbose=0)
+        return outputs[task] if isinstance(outputs, dict) else outputs
+
+    recalibration = None
+    if recalibrate_batch_norm:
+        from ser_keras.training.recipe import recalibrate_batch_norm as recalibrate
+
+        def validation_ua():
+            predictions = np.argmax(predict(validation), axis=-1)
+            return 100 * metrics_lib.unweighted_accuracy(validation.labels[task], predictions)
+
+        before = validation_ua()
+        layers = recalibrate(
+            model, train.inputs, batch_size=batch_size, seed=derived_seed(seed, 1)
+        )
+        recalibration = {
+            "layers": layers,
+            "validation_ua_before": before,
+            "validation_ua_after": validation_ua() if layers else before,
+            "units": "percent",
+        }
+
+    predictions = np.argmax(predict(test), axis=-1)
     summary = metrics_lib.summarize(test.labels[task], predictions, list(class_names))
     result = dict(summary)
     result.update(
@@ -354,6 +382,8 @@ def fit_and_evaluate(
         num_validation=len(validation),
         num_test=len(test),
     )
+    if recalibration is not None:
+        result["batch_norm_recalibration"] = recalibration
     if history:
         reports.plot_training_curves(
             history,
