@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Audio files or folders (searched recursively), any format, sample rate and "
         "channel count.",
     )
+    parser.add_argument(
+        "--enrol",
+        nargs="+",
+        metavar="AUDIO",
+        help="For a model trained with per-speaker (or per-corpus) normalisation: recordings "
+        "(files or folders) of the speaker of every INPUT, from which the export's enrol "
+        "signature computes that speaker's statistics. Without it such a model uses its "
+        "fallback statistics and says so per file.",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--json",
@@ -101,6 +110,11 @@ def run(args) -> int:
         predictor = Predictor(args.model, batch_size=args.batch_size)
     except ValueError as error:
         raise ValueError(f"--model: {error}") from None
+    if args.enrol:
+        try:
+            predictor.enrol(args.enrol)
+        except ValueError as error:
+            raise ValueError(f"--enrol: {error}") from None
     # With --json, stdout holds the JSON object alone.
     info = sys.stderr if args.json else sys.stdout
     print(f"Model: {predictor.describe()}", file=info, flush=True)

@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(presets),
         default="quick",
-        help="quick: reduced model and epochs for a CPU; paper: the paper's sizes and "
+        help="quick: reduced model and epochs, a demo in minutes; cpu: the CPU-sized model "
+        f"with the cpu training recipe, at most {presets['cpu']['epochs']} epochs, all folds "
+        "(the strongest for a 2-core CPU; README: run times); paper: the paper's sizes and "
         "schedule; tiny: smoke-test size.",
     )
     parser.add_argument(
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         help=f"Override the preset's maximum epochs (quick: {presets['quick']['epochs']}; "
-        f"paper: {presets['paper']['epochs']}).",
+        f"cpu: {presets['cpu']['epochs']}; paper: {presets['paper']['epochs']}).",
     )
     parser.add_argument(
         "--pretrain-epochs",
@@ -170,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"verification (paper: {presets['paper']['verification_speakers']}; quick: "
         f"{presets['quick']['verification_speakers']}).",
     )
+    cli.add_recipe_arguments(parser)
     cli.add_common_arguments(
         parser,
         default_out=defaults.DEFAULT_OUT,

@@ -26,6 +26,10 @@ from ser_keras.experiments import crosslang_valence as experiment
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The deprecated --normalize's values, as the recipe's --normalization: its
+# "utterance" meant the front-end's own per-utterance scaling only.
+DEPRECATED_NORMALIZE = {"utterance": "none", "corpus": "corpus", "speaker": "speaker"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     presets = experiment.PRESETS
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--preset", choices=sorted(presets), default="quick",
         help=f"quick: reduced model ({presets['quick']['model_preset']}) and epochs for a CPU; "
+        f"cpu: the same model with the cpu training recipe but {presets['cpu']['normalization']} "
+        f"normalisation, {presets['cpu']['epochs']} epochs (the strongest measured on a 2-core "
+        "CPU; README: run times); "
         f"paper: the paper's model sizes, up to {presets['paper']['epochs']} epochs with early "
         "stopping on validation UA.",
     )
@@ -145,27 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
         "The paper does not state the baseline's budget.",
     )
     parser.add_argument(
-        "--normalize", choices=experiment.NORMALIZATIONS,
-        help="Feature normalisation on top of the latif_6s front-end's per-utterance one: "
-        "utterance (the default: the paper's front-end only), corpus (every mel band "
-        "z-normalised over each corpus's frames) or speaker (over each speaker's frames, per "
-        "corpus). corpus and speaker use no labels but do use the target's audio (all of it, "
-        "for the statistics only, even without --unlabelled-target-audio); neither is in the "
-        "paper. The export of a corpus-normalised model normalises with one corpus's "
-        "statistics (--export-domain); speaker normalisation cannot be served and needs "
-        "--no-export.",
+        "--normalize", choices=tuple(DEPRECATED_NORMALIZE),
+        help="Deprecated alias of --normalization: utterance is --normalization none (the "
+        "latif_6s front-end's own per-utterance scaling only), corpus and speaker are "
+        "the same. With --normalization corpus or speaker, the statistics use no labels but "
+        "do use the targets' audio (all of it, even without --unlabelled-target-audio).",
     )
     parser.add_argument(
         "--export-domain", metavar="CORPUS",
-        help="With --normalize corpus: the corpus (a name printed when the data loads, e.g. "
-        "emodb) whose band statistics the exported model applies to its inputs, i.e. the "
-        "domain it will serve. Default: the first --target.",
+        help="With --normalization corpus: the corpus (a name printed when the data loads, "
+        "e.g. emodb) whose band statistics the exported model's serving_default applies to "
+        "its inputs, i.e. the domain it will serve (its enrol signature takes another "
+        "corpus's audio). Default: the first --target.",
     )
     parser.add_argument(
         "--validation-fraction", type=float,
         help="Share of the labelled corpora's speakers held out for model selection "
         f"(default {defaults.validation_fraction}).",
     )
+    cli.add_recipe_arguments(parser)
     cli.add_common_arguments(
         parser,
         default_out=defaults.DEFAULT_OUT,
@@ -187,6 +192,14 @@ def run(args) -> int:
     fields = {}
     if args.synthetic_per_emotion is not None:
         fields["synthetic_unlabelled_per_speaker"] = 2 * args.synthetic_per_emotion
+    if args.normalize is not None:
+        normalization = DEPRECATED_NORMALIZE[args.normalize]
+        if args.normalization not in (None, normalization):
+            raise ValueError(
+                "--normalize is a deprecated alias of --normalization; give one of them. "
+                f"Received: --normalize {args.normalize}, --normalization {args.normalization}"
+            )
+        fields["normalization"] = normalization
     config = cli.config_from_args(experiment.CrossLanguageValenceConfig, args, **fields)
     experiment.CrossLanguageValence(config).run()
     return 0

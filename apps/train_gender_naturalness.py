@@ -74,24 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(presets),
         default="quick",
-        help=f"quick: reduced network and epochs for a CPU; paper: {presets['paper']['units']} "
-        f"units, early stopping (patience {presets['paper']['patience']}, at most "
-        f"{presets['paper']['epochs']} epochs).",
+        help="quick: reduced network and epochs, a demo in minutes; cpu: "
+        f"{presets['cpu']['units']} units with the cpu training recipe, early stopping "
+        f"(patience {presets['cpu']['patience']}, at most {presets['cpu']['epochs']} "
+        f"epochs), {presets['cpu']['folds']} LOSO folds per corpus and every LOCO fold (the "
+        "strongest for a 2-core CPU; README: run times); paper: "
+        f"{presets['paper']['units']} units, early stopping (patience "
+        f"{presets['paper']['patience']}, at most {presets['paper']['epochs']} epochs).",
     )
     parser.add_argument(
         "--epochs", type=int,
         help="Override the preset's maximum epochs "
-        f"(quick: {presets['quick']['epochs']}; paper: {presets['paper']['epochs']}).",
+        f"(quick: {presets['quick']['epochs']}; cpu: {presets['cpu']['epochs']}; "
+        f"paper: {presets['paper']['epochs']}).",
     )
     parser.add_argument(
         "--patience", type=int,
         help="Early-stopping patience in epochs "
-        f"(quick: none; paper: {presets['paper']['patience']}).",
+        f"(quick: none; cpu: {presets['cpu']['patience']}; "
+        f"paper: {presets['paper']['patience']}).",
     )
     parser.add_argument(
         "--units", type=int,
         help="Override the preset's units per layer "
-        f"(quick: {presets['quick']['units']}; paper: {presets['paper']['units']}).",
+        f"(quick: {presets['quick']['units']}; cpu: {presets['cpu']['units']}; "
+        f"paper: {presets['paper']['units']}).",
     )
     parser.add_argument(
         "--batch-size", type=int,
@@ -126,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="In leave-one-corpus-out, keep a corpus with acted and natural speech whole "
         "instead of testing its acted and natural parts separately.",
     )
+    cli.add_recipe_arguments(parser)
     cli.add_common_arguments(
         parser,
         default_out=defaults.DEFAULT_OUT,

@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(presets),
         default="quick",
-        help="quick: reduced model, epochs and repeats for a CPU; paper: the paper's sizes, "
+        help="quick: reduced model, epochs and repeats for a CPU; cpu: the CPU-sized model "
+        f"with the cpu training recipe, {presets['cpu']['epochs']} epochs, "
+        f"{presets['cpu']['repeats']} repeats (the strongest measured on a 2-core CPU; "
+        "README: run times); paper: the paper's sizes, "
         f"{presets['paper']['epochs']} epochs, {presets['paper']['repeats']} repeats, "
         f"{presets['paper']['ablation']}-language ablation.",
     )
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "emotion); speaker: about 20%% of each language's speakers held out for testing "
         f"(default: {defaults.split}).",
     )
+    cli.add_recipe_arguments(parser)
     cli.add_common_arguments(
         parser,
         default_out=defaults.DEFAULT_OUT,

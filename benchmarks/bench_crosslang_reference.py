@@ -120,6 +120,7 @@ def run(args) -> int:
         unweighted_accuracy,
         weighted_accuracy,
     )
+    from ser_keras.training.recipe import TrainingRecipe
 
     feature_sets = cli.parse_name_list(args.features, FEATURE_SETS, "--features")
     cli.check_at_least([("--seeds", args.seeds, 1)])
@@ -128,8 +129,9 @@ def run(args) -> int:
     target_specs = cli.corpus_specs(args.target, "--target")
     pool = valence.load_pool(labelled_specs, target_specs, [], label_map,
                              cli.cache_dir_of(args), quiet=True)
-    # The app's --normalize groups: corpus, or (corpus, speaker).
-    groups = {mode: np.asarray(valence.normalization_groups(pool, mode))
+    # The app's --normalization groups: corpus, or (corpus, speaker).
+    records = valence.normalization_records(pool)
+    groups = {mode: np.asarray(TrainingRecipe(normalization=mode).normalization_groups(records))
               for mode in ("corpus", "speaker")}
     out = pathlib.Path(args.out)
     results = {"labelled": args.labelled, "target": args.target, "label_map": label_map.name,

@@ -67,6 +67,11 @@ def main(argv=None) -> int:
     cli.add_recipe_arguments(parser, default="paper")
     parser.add_argument("--out", default="runs/bench_emodb_loso")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--ensemble", nargs="+", metavar="RUN_DIR",
+        help="Train nothing: average the test posteriors of the finished runs' fold models "
+        "(the same folds and recipe, other seeds; each model selected on its own validation "
+        "data) and score the average per fold. The other options must match those runs'.")
     args = parser.parse_args(argv)
     if args.speaker_standardize:
         args.normalization = args.normalization or "speaker"
@@ -122,6 +127,8 @@ def main(argv=None) -> int:
     summary = {"settings": {}, "units": "percent", "class_names": list(label_map.classes),
                "configuration": {k: v for k, v in vars(args).items() if k not in ("out", "resume")},
                "recipe": recipe.to_dict()}
+    if args.ensemble:
+        return ensemble(args, settings, folds, features, labels, label_map, started)
     for setting in settings:
         with_speaker = SETTINGS[setting]
         fold_results = []
@@ -189,6 +196,72 @@ def main(argv=None) -> int:
     summary["elapsed_seconds"] = round(time.time() - started, 1)
     reports.write_json_atomic(state.out_dir / "results.json", summary)
     print(f"Wrote {state.out_dir / 'results.json'} in {summary['elapsed_seconds']:.0f} s")
+    return 0
+
+
+def ensemble(args, settings, folds, features, labels, label_map, started) -> int:
+    """Scores the average of several finished runs' test posteriors, fold by fold."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from ser_keras.evaluation import reports
+    from ser_keras.evaluation.metrics import mean_and_spread, summarize
+
+    runs = [pathlib.Path(run) for run in args.ensemble]
+    configs = []
+    for run in runs:
+        path = run / "run_config.json"
+        if not path.exists():
+            print(f"error: --ensemble {run}: no run_config.json (not a finished run)",
+                  file=sys.stderr)
+            return 2
+        configs.append(json.loads(path.read_text()))
+    differing = sorted(
+        key for key in set().union(*configs)
+        if key != "seed" and len({json.dumps(c.get(key), sort_keys=True) for c in configs}) > 1
+    )
+    if differing:
+        print(f"error: --ensemble: the runs differ in {', '.join(differing)}", file=sys.stderr)
+        return 2
+    summary = {"settings": {}, "units": "percent", "ensemble_of": [str(run) for run in runs],
+               "class_names": list(label_map.classes)}
+    for setting in settings:
+        fold_results = []
+        for fold in folds:
+            test = np.asarray(fold.test)
+            probabilities = []
+            for run in runs:
+                model_path = run / setting / f"fold_{fold.name}" / "best.keras"
+                if not model_path.exists():
+                    print(f"error: --ensemble: {model_path} is missing", file=sys.stderr)
+                    return 2
+                model = keras.models.load_model(str(model_path))
+                outputs = model.predict(features[test], batch_size=args.batch_size, verbose=0)
+                probabilities.append(outputs["emotion"] if isinstance(outputs, dict) else outputs)
+            result = summarize(labels[test], np.mean(probabilities, axis=0),
+                               list(label_map.classes))
+            fold_results.append(result)
+            print(f"[{setting}] {fold.name}: ensemble of {len(runs)}: WA "
+                  f"{100 * result['wa']:.1f} UA {100 * result['ua']:.1f}", flush=True)
+        ua = mean_and_spread([100 * r["ua"] for r in fold_results])
+        wa = mean_and_spread([100 * r["wa"] for r in fold_results])
+        pooled = np.sum([np.asarray(r["confusion"]) for r in fold_results], axis=0)
+        summary["settings"][setting] = {
+            "wa": wa[0], "wa_std": wa[1], "ua": ua[0], "ua_std": ua[1],
+            "pooled_wa": float(100 * np.trace(pooled) / max(pooled.sum(), 1)),
+            "pooled_ua": float(100 * np.mean(np.diag(pooled) / np.maximum(pooled.sum(axis=1), 1))),
+            "folds": [{"wa": 100 * r["wa"], "ua": 100 * r["ua"]} for r in fold_results],
+            "confusion": pooled.tolist(),
+        }
+        print(f"[{setting}] ensemble mean over {len(fold_results)} folds: UA {ua[0]:.1f} ± "
+              f"{ua[1]:.1f}, WA {wa[0]:.1f} ± {wa[1]:.1f}", flush=True)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary["elapsed_seconds"] = round(time.time() - started, 1)
+    reports.write_json_atomic(out / "results.json", summary)
+    print(f"Wrote {out / 'results.json'}")
     return 0
 
 

@@ -242,7 +242,7 @@ class Predictor:
             None if self._budget_samples is None else self._budget_samples / self.sample_rate
         )
         if enrolment is not None:
-            self._enrol(enrolment)
+            self.enrol(enrolment)
 
     # ------------------------------------------------------------- loading
 
@@ -302,8 +302,19 @@ class Predictor:
         self._functions = functions
         self._serve = functions.serve_function()
 
-    def _enrol(self, enrolment):
-        """Computes the enrolment speaker's statistics with the export's `enrol` signature."""
+    def enrol(self, enrolment):
+        """Computes a speaker's statistics with the export's `enrol` signature.
+
+        Later predictions standardise with them (`serving_enrolled`), as
+        training standardised each speaker with its own statistics.
+
+        Args:
+            enrolment: Audio files or folders of the speaker.
+
+        Raises:
+            ValueError: The model has no speaker normalisation, or no
+                enrolment recording is usable.
+        """
         import tensorflow as tf
 
         from ser_keras.export.saved_model import (

@@ -34,6 +34,20 @@ number of updates per epoch and in all. `cnn_epoch="labelled"` keeps one pass
 over the labelled segments per epoch. Each fold's `updates_per_epoch` and
 `train_segments_per_epoch` are written to results.json.
 
+The training recipe (`ser_keras.training.recipe`; none of it is in the
+paper): its normalisation applies to every utterance's whole log-mel
+spectrogram (labelled, additional and held-out speech, each speaker or
+corpus over its own frames) before it is cut into segments, so that the
+export, which standardises the whole utterance and then averages segment
+posteriors, sees what training saw. SpecAugment masks the training segments
+(pre-training included); AdamW and `peak_learning_rate` replace the
+optimizer of every phase (pre-training included) and the paper's
+restore-best-and-halve schedule halves them as it halves the paper's; batch
+normalisation is recalibrated on the training segments after training.
+The recipe's cosine schedule (with its warm-up) and label smoothing are not
+applied (`AAEMultiTask.recipe_unsupported` gives the reasons; a
+configuration that sets them is refused).
+
 Without corpora, a synthetic EMO-DB-shaped corpus and synthetic unlabelled
 English speech are generated with eSpeak NG (once, cached).
 
@@ -119,7 +133,10 @@ PRETRAIN_PANEL = ("pre-training (additional speech)", ("speaker_loss", "gender_l
 # pre-training epochs. "quick" is a REDUCED configuration that makes the
 # default run finish in minutes on a 2-core CPU: the latif2020_cpu
 # architecture, Adam(1e-3) (SGD at 1e-4 learns next to nothing in a few
-# epochs), the first 2 folds. "tiny" is smoke-test size (cpu_small) for tests.
+# epochs), the first 2 folds. "cpu" is the strongest configuration for a
+# 2-core CPU: the same architecture and optimizer with the "cpu" training
+# recipe (ser_keras.training.recipe), every fold, more epochs (README: run
+# times). "tiny" is smoke-test size (cpu_small) for tests.
 PRESETS = {
     "quick": {
         "model_preset": "latif2020_cpu",
@@ -150,6 +167,22 @@ PRESETS = {
         "synthetic_per_emotion": 8,
         "synthetic_additional_speakers": 12,
         "synthetic_additional_per_speaker": 40,
+    },
+    "cpu": {
+        "model_preset": "latif2020_cpu",
+        "recipe": "cpu",
+        "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}},
+        "epochs": 20,
+        "pretrain_epochs": 3,
+        "batch_size": 32,
+        "halving_patience": 3,
+        "min_learning_rate": 1e-5,
+        "folds": None,
+        "enrolment": 10,
+        "verification_speakers": 4,
+        "synthetic_per_emotion": 3,
+        "synthetic_additional_speakers": 6,
+        "synthetic_additional_per_speaker": 24,
     },
     "tiny": {
         "model_preset": "cpu_small",
@@ -333,6 +366,14 @@ class AAEMultiTask(Experiment):
     config_class: ClassVar[type] = AAEMultiTaskConfig
     app_name: ClassVar[str] = "train_aae_mtl"
     export_name: ClassVar[str] = "aae_mtl"
+    recipe_unsupported: ClassVar[dict[str, str]] = {
+        "lr_schedule": "the paper's schedule restores the best weights and halves every "
+        "phase's learning rate after a validation plateau; a cosine schedule cannot be halved",
+        "warmup_epochs": "it belongs to the cosine schedule, which the paper's "
+        "restore-best-and-halve schedule excludes",
+        "label_smoothing": "AAEMultiTaskModel computes its own masked classification losses, "
+        "which take no label smoothing",
+    }
 
     # ------------------------------------------------------------ data
 
@@ -470,6 +511,10 @@ class AAEMultiTask(Experiment):
         segment_length = int(self.model_architecture()["num_frames"])
         self.log(f"Computing log-mel features for {len(utterances)} utterances ...")
         features = compute_features(frontend, waveforms + extra_waveforms)
+        if self.recipe.normalization != "none":
+            features = self.normalize_sequences(
+                features, utterances, frontend.pad_value, source=description
+            )
         segments, segment_utterance = segment_features(
             features, segment_length=segment_length, pad_value=frontend.pad_value
         )
@@ -562,6 +607,7 @@ class AAEMultiTask(Experiment):
             f"batch {config.batch_size}, protocol {config.protocol})"
             + reduced_note(config.preset != "paper")
         )
+        self.log(self.recipe_line())
         if "cnn" in config.settings:
             self.log(
                 f"CNN budget (--cnn-epoch {config.cnn_epoch}): "
@@ -723,6 +769,11 @@ class AAEMultiTask(Experiment):
             return model
 
         def predict_fn(model, inputs):
+            if not isinstance(inputs, dict):
+                # Validation segments (the batch-norm recalibration's check):
+                # segment posteriors, as in the validation UA that selects
+                # the checkpoint.
+                return model.predict(inputs, batch_size=config.batch_size, verbose=0)["emotion"]
             _, posteriors = model.predict_utterances(
                 inputs["segments"], inputs["utterance_ids"], batch_size=config.batch_size
             )
@@ -757,6 +808,7 @@ class AAEMultiTask(Experiment):
             batch_size=config.batch_size,
             # The paper's 10 folds hold every speaker (speaker-dependent).
             speaker_independent=config.protocol == "loso",
+            pad_value=data["frontend"].pad_value,
             monitor="val_emotion_ua",
             predict_fn=predict_fn,
             extra_callbacks=[
@@ -812,22 +864,36 @@ class AAEMultiTask(Experiment):
 
         Those weights start the emotional training; they are kept in the
         fold's folder, so that a resumed fold starts from the same weights.
+        The training recipe's augmentation and optimizer apply here too.
         """
-        from ser_keras.data.pipeline import make_dataset
+        from ser_keras.data.pipeline import make_dataset, num_batches
         from ser_keras.evaluation import reports
         from ser_keras.utils.atomic import atomic_path
 
+        recipe = self.recipe
+        if recipe.changes_optimization:
+            # The recipe's optimizer for the pre-training (`train_fold` gives
+            # the emotional training a fresh one); compiled before the saved
+            # weights load, so that their optimizer state matches.
+            recipe.compile(
+                model,
+                copy.deepcopy(self.config.optimizer),
+                steps_per_epoch=num_batches(len(rows), self.config.batch_size),
+                epochs=self.config.pretrain_epochs,
+            )
         weights = fold_dir / "pretrained.weights.h5"
         if weights.exists():
             model.load_weights(str(weights))
             return
         owners = data["segment_utterance"][rows]
+        segments = data["segments"][rows]
         dataset = make_dataset(
-            data["segments"][rows],
+            segments,
             {task: task_labels[task][owners] for task in tasks},
             batch_size=self.config.batch_size,
             shuffle=True,
             seed=self.config.seed,
+            augment=recipe.augmentation(segments, data["frontend"].pad_value),
         )
         history = model.pretrain_auxiliary(
             dataset, tasks=tuple(tasks), epochs=self.config.pretrain_epochs, shuffle=False,

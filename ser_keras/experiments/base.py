@@ -428,6 +428,36 @@ class Experiment:
         )
         return recipe.normalize(features, utterances, pad_value)
 
+    def normalize_sequences(self, sequences, utterances, pad_value, *, source: str = "training"):
+        """`normalize_features` for variable-length utterances, each normalised whole.
+
+        Args:
+            sequences: One `[frames_i, bands]` array per utterance.
+            utterances: Their records (`corpus`, `speaker_id`).
+            pad_value: The front-end's padding value.
+            source: The data, in words (for the export's fallback record).
+
+        Returns:
+            The normalised arrays, each of its utterance's length.
+        """
+        from ser_keras.features.framing import segment_features
+
+        lengths = [len(array) for array in sequences]
+        # One segment as long as the longest utterance: the padded
+        # [utterances, frames, bands] array normalize_features takes.
+        padded, _ = segment_features(sequences, segment_length=max(lengths), pad_value=pad_value)
+        padded = self.normalize_features(padded, utterances, pad_value, source=source)
+        return [row[:length].copy() for row, length in zip(padded, lengths, strict=True)]
+
+    def recipe_line(self) -> str:
+        """"Training recipe 'cpu': ..." for the run log, saying when options changed it."""
+        from ser_keras.training.recipe import RECIPES
+
+        name = repr(self.config.recipe)
+        if self.recipe != RECIPES[self.config.recipe]:
+            name += " with options changed"
+        return f"Training recipe {name}: {self.recipe.describe()}"
+
     def _recipe_fit_options(self, train_split, *, epochs, batch_size, build_model, fit_options,
                             pad_value):
         """`fit_and_evaluate` options and model builder with the recipe applied."""

@@ -62,7 +62,7 @@ PRESETS = {
     "cpu": {
         "model_preset": "fu2021_cpu",
         "recipe": "cpu",
-        "epochs": 60,
+        "epochs": 30,
         "folds": None,
         "patience": None,
         "batch_size": 64,
@@ -298,7 +298,7 @@ class FuSaveeCrossLanguage(Experiment):
             + ")"
             + reduced_note(config.preset == "quick")
         )
-        self.log(f"Training recipe {config.recipe!r}: {self.recipe.describe()}")
+        self.log(self.recipe_line())
         folds = self.folds(data)
         num_primary = data["num_primary"]
         num_extra = len(data["utterances"]) - num_primary

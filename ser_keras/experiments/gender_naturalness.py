@@ -31,6 +31,20 @@ NumPy back-end outside the SavedModel, named in its metadata.
     from ser_keras.experiments import GenderNaturalness, GenderNaturalnessConfig
     result = GenderNaturalness(GenderNaturalnessConfig(epochs=2, networks=("dnn",))).run()
 
+The training recipe (`ser_keras.training.recipe`; none of it is in the
+paper) reaches the network, not the ELM, which is fitted as the paper does
+on the network's posteriors: its normalisation applies to every utterance's
+32 frame features (each speaker or corpus over its own frames) before the
+folds are cut, ahead of the network's own feature standardisation; its
+optimizer, learning-rate schedule and label smoothing (frame targets of every
+head) train the network. SpecAugment applies as time masking only: the 32
+features (F0, voicing, MFCCs, energy and their deltas) are no spectrogram,
+so a frequency mask would blank an arbitrary run of unrelated features.
+Masked frames take the padding value, so the network leaves them out of its
+loss as it does padding. The networks have no batch normalisation: the
+recipe's recalibration finds nothing to re-estimate (each fold's result
+records 0 layers).
+
 Without corpora, synthetic eSpeak NG SAVEE- and EMO-DB-shaped corpora are
 generated (once, cached). They are all acted: the naturalness head then has
 one class only and cannot learn anything (recorded as a warning).
@@ -86,6 +100,20 @@ PRESETS = {
         "patience": None,
         "batch_size": 128,
         "folds": 1,
+        "synthetic_per_emotion": 3,
+        "synthetic_emodb_per_emotion": 2,
+    },
+    # The strongest configuration for a 2-core CPU (README: run times): the
+    # "cpu" training recipe (ser_keras.training.recipe), half the paper's
+    # units, early stopping, LOSO limited to a few test speakers per corpus
+    # (every LOCO fold).
+    "cpu": {
+        "units": 128,
+        "recipe": "cpu",
+        "epochs": 30,
+        "patience": 6,
+        "batch_size": 128,
+        "folds": 3,
         "synthetic_per_emotion": 3,
         "synthetic_emodb_per_emotion": 2,
     },
@@ -351,6 +379,10 @@ class GenderNaturalness(Experiment):
         )
         if reused:
             self.log(f"  frame features: reusing {path}")
+        if self.recipe.normalization != "none":
+            sequences = self.normalize_sequences(
+                sequences, utterances, frontend.pad_value, source=description
+            )
 
         def encode(values, classes):
             index = {name: number for number, name in enumerate(classes)}
@@ -448,9 +480,12 @@ class GenderNaturalness(Experiment):
             + (f", early stopping after {config.patience} epochs" if config.patience else "")
             + f"), networks {list(config.networks)}, variants "
             f"{[VARIANT_TITLES[v] for v in config.variants]}, protocols {config.protocols}"
-            + reduced_note(config.preset == "quick")
+            + reduced_note(config.preset != "paper")
         )
+        self.log(self.recipe_line())
         data = self.load_data(specs, description)
+        if self.recipe.spec_augment:
+            self.log(f"  applied as {self.time_masking(data.frontend.pad_value).describe()}")
         self.open_run({"data": description, "num_utterances": len(data.utterances)})
         from ser_keras.evaluation import reports
 
@@ -598,6 +633,22 @@ class GenderNaturalness(Experiment):
             ],
         }
 
+    @staticmethod
+    def time_masking(pad_value):
+        """The recipe's SpecAugment as this experiment applies it: time masks only.
+
+        Args:
+            pad_value: The front-end's padding value. Masked frames take it,
+                so the network treats them as padding (left out of the loss,
+                masked in the LSTM).
+
+        Returns:
+            A `SpecAugment` without frequency masks.
+        """
+        from ser_keras.data.augmentation import SpecAugment
+
+        return SpecAugment(num_frequency_masks=0, mask_value=pad_value, pad_value=pad_value)
+
     def _chunks(self, data, indices, chunks):
         from ser_keras.features.framing import expand_labels, segment_features
 
@@ -657,6 +708,13 @@ class GenderNaturalness(Experiment):
 
         def elm_predict(model, test_sequences):
             """High-level features -> ELM trained on the training utterances."""
+            if isinstance(test_sequences, np.ndarray):
+                # Validation chunks (the batch-norm recalibration's check):
+                # the network's mean frame posteriors per chunk.
+                outputs = model.utterance_model().predict(
+                    test_sequences, batch_size=config.batch_size, verbose=0
+                )
+                return outputs["emotion"]
             elm_sequences = [data.sequences[i] for i in elm_train_index]
             train_features = utterance_functionals(model.predict_frame_posteriors(elm_sequences))
             test_features = utterance_functionals(model.predict_frame_posteriors(test_sequences))
@@ -691,6 +749,10 @@ class GenderNaturalness(Experiment):
             epochs=config.epochs,
             batch_size=config.batch_size,
             patience=config.patience,
+            pad_value=data.frontend.pad_value,
+            augment=(
+                self.time_masking(data.frontend.pad_value) if self.recipe.spec_augment else None
+            ),
             monitor="val_emotion_ua",
             predict_fn=elm_predict,
         )

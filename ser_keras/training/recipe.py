@@ -253,7 +253,12 @@ class TrainingRecipe:
 
         import keras
 
-        base = keras.optimizers.get(copy.deepcopy(paper_optimizer))
+        if isinstance(paper_optimizer, keras.optimizers.Optimizer):
+            # A fresh copy from its configuration (a built optimizer's
+            # variables are not copied).
+            base = type(paper_optimizer).from_config(paper_optimizer.get_config())
+        else:
+            base = keras.optimizers.get(copy.deepcopy(paper_optimizer))
         peak = self.peak_learning_rate or float(keras.ops.convert_to_numpy(base.learning_rate))
         learning_rate = peak
         if self.lr_schedule == "cosine":
@@ -305,11 +310,22 @@ class TrainingRecipe:
 
 RECIPES = {
     "paper": TrainingRecipe(),
-    # Chosen on validation speakers of EMO-DB and RAVDESS (benchmarks/RESULTS.md,
-    # "The training recipe"); every field is a change from the papers.
+    # Chosen on validation data only (benchmarks/RESULTS.md, "The training
+    # recipe"): per-speaker normalisation and SpecAugment (+18 UA on EMO-DB
+    # in the previous measurements), then AdamW, the cosine schedule and label
+    # smoothing, which raised the mean validation UA on both corpora tried
+    # (EMO-DB 67.0 -> 70.7 over 3 folds, RAVDESS 57.1 -> 58.3 over 2).
+    # Batch-norm recalibration is kept per fold only where it does not lower
+    # the validation UA (`fit_and_evaluate`). Every field is a change from the
+    # papers.
     "cpu": TrainingRecipe(
         normalization="speaker",
         spec_augment=True,
+        adamw=True,
+        weight_decay=1e-4,
+        lr_schedule="cosine",
+        warmup_epochs=3,
+        label_smoothing=0.1,
         recalibrate_batch_norm=True,
     ),
 }
@@ -356,7 +372,8 @@ def recalibrate_batch_norm(model, inputs, *, batch_size: int, seed: int = 0) -> 
 
     Returns:
         The number of batch-normalisation layers recalibrated (0: nothing
-        changed).
+        changed). Layers the forward pass does not reach (e.g. a decoder
+        that `model(inputs)` does not run) keep their statistics.
     """
     import keras
     import numpy as np
@@ -375,6 +392,9 @@ def recalibrate_batch_norm(model, inputs, *, batch_size: int, seed: int = 0) -> 
     if count == 0:
         raise ValueError("recalibrate_batch_norm needs at least one input; received none.")
     momenta = [layer.momentum for layer in layers]
+    previous = [
+        (np.array(layer.moving_mean), np.array(layer.moving_variance)) for layer in layers
+    ]
     for layer in layers:
         layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
         layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
@@ -392,4 +412,16 @@ def recalibrate_batch_norm(model, inputs, *, batch_size: int, seed: int = 0) -> 
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
-    return len(layers)
+    recalibrated = 0
+    for layer, (mean, variance) in zip(layers, previous, strict=True):
+        untouched = not np.any(np.array(layer.moving_mean)) and np.all(
+            np.array(layer.moving_variance) == 1.0
+        )
+        if untouched:
+            # Not on the path from `inputs` to the outputs (e.g. an
+            # autoencoder's decoder): its statistics are put back.
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+        else:
+            recalibrated += 1
+    return recalibrated

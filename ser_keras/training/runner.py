@@ -223,7 +223,10 @@ def fit_and_evaluate(
         task: The task whose test predictions are scored.
         predict_fn: Optional `(model, inputs) -> probabilities` for models
             whose prediction is not `model.predict(inputs)[task]` (for example
-            segment-averaging models).
+            segment-averaging models). It is given the test split's inputs
+            and, with `recalibrate_batch_norm`, the validation split's; it
+            must return one row of probabilities per row of `labels[task]`
+            of the split it is given.
         extra_callbacks: More Keras callbacks.
         strategy: Optional `tf.distribute.Strategy`; the model is built and
             compiled under its scope, and `batch_size` is the global batch.
@@ -233,9 +236,10 @@ def fit_and_evaluate(
             replace its batch-norm moving statistics by those of the
             (un-augmented) training data
             (`ser_keras.training.recipe.recalibrate_batch_norm`); the saved
-            `best.keras` and the test scores are the recalibrated model's,
-            and `batch_norm_recalibration` records the validation UA (percent)
-            before and after.
+            `best.keras` and the test scores are the recalibrated model's
+            unless recalibration lowered the validation UA (then the moving
+            statistics are put back); `batch_norm_recalibration` records the
+            validation UA (percent) before and after and whether it was kept.
 
     Returns:
         A dict with `wa`, `ua`, `macro_f1`, `confusion`, `per_class_recall`,
@@ -361,13 +365,22 @@ def fit_and_evaluate(
             return 100 * metrics_lib.unweighted_accuracy(validation.labels[task], predictions)
 
         before = validation_ua()
+        moving = [np.array(v) for v in _batch_norm_statistics(model)]
         layers = recalibrate(
             model, train.inputs, batch_size=batch_size, seed=derived_seed(seed, 1)
         )
+        after = validation_ua() if layers else before
+        # A choice made on validation data: the recalibrated statistics are
+        # kept unless they lower the validation UA.
+        kept = bool(layers) and after >= before
+        if layers and not kept:
+            for variable, value in zip(_batch_norm_statistics(model), moving, strict=True):
+                variable.assign(value)
         recalibration = {
             "layers": layers,
             "validation_ua_before": before,
-            "validation_ua_after": validation_ua() if layers else before,
+            "validation_ua_after": after,
+            "kept": kept,
             "units": "percent",
         }
 
@@ -397,6 +410,16 @@ def fit_and_evaluate(
     shutil.rmtree(fold_dir / "backup", ignore_errors=True)
     # Read back as a reused fold is, so that a fresh and a reused fold give equal results.
     return loaded_result(stored)
+
+
+def _batch_norm_statistics(model) -> list:
+    """The moving mean and variance variables of every batch-norm layer of `model`."""
+    return [
+        variable
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
 
 
 def _unreadable_fold_state(fold_dir: pathlib.Path) -> str | None:

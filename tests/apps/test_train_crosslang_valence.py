@@ -31,7 +31,8 @@ def test_help_names_every_option(capsys):
     for option in ["--labelled", "--target", "--unlabelled", "--settings", "--target-samples",
                    "--epochs", "--seed", "--runs", "--out", "--export-dir", "--protocol",
                    "--labelled-fraction", "--alpha", "--resume", "--target-sampling",
-                   "--normalize", "--unlabelled-target-audio", "--no-target-audio"]:
+                   "--normalize", "--unlabelled-target-audio", "--no-target-audio",
+                   "--recipe", "--normalization", "--spec-augment", "--label-smoothing"]:
         assert option in text
 
 
@@ -87,26 +88,50 @@ def test_corpus_normalised_run_exports_with_the_domain_statistics(tmp_path, cach
     from ser_keras.export.saved_model import METADATA_FILENAME
 
     out, export_dir = tmp_path / "run", tmp_path / "exported"
-    arguments = _tiny(out, cache_dir, "--settings", "mtl_extra", "--normalize", "corpus",
+    arguments = _tiny(out, cache_dir, "--settings", "mtl_extra", "--normalization", "corpus",
                       "--export-domain", "urdu", "--export-dir", str(export_dir))
     assert app.main(arguments) == 0
     printed = capsys.readouterr().out
-    assert "Standardising every mel band per corpus (5 groups)" in printed
+    assert "every band z-normalised per corpus" in printed
     results = json.loads((out / "results.json").read_text())
-    assert results["configuration"]["normalize"] == "corpus"
+    assert results["configuration"]["normalization"] == "corpus"
+    assert results["training_recipe"]["normalization"] == "corpus"
     version = export_dir / "resnet_lstm_mtl" / "1"
     document = json.loads((version / "assets.extra" / METADATA_FILENAME).read_text())
     assert "urdu's statistics" in document["metadata"]["feature_normalization"]
-    # The served graph holds the standardisation in front of the model (the
-    # export checked itself against that Keras graph before it was moved in).
-    assert "BandStandardization" in json.dumps(document["model_config"])
-    assert "serving_default" in tf.saved_model.load(str(version)).signatures
+    # serving_default standardises with URDU's statistics (the export domain);
+    # enrol gives another corpus's.
+    fallback = document["speaker_normalization"]["fallback"]
+    assert "urdu corpus (24 utterances" in fallback["source"]
+    assert {"serving_default", "enrol", "serving_enrolled"} <= set(
+        tf.saved_model.load(str(version)).signatures
+    )
 
     # A corpus the run does not have is named in the error.
-    bad = _tiny(tmp_path / "bad", cache_dir, "--settings", "mtl_extra", "--normalize", "corpus",
-                "--export-domain", "savee_typo", "--export-dir", str(export_dir))
+    bad = _tiny(tmp_path / "bad", cache_dir, "--settings", "mtl_extra", "--normalization",
+                "corpus", "--export-domain", "savee_typo", "--export-dir", str(export_dir))
     assert app.main(bad) == 2
     assert "savee_typo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments, normalization",
+    [
+        (["--normalize", "utterance"], "none"),
+        (["--normalize", "corpus"], "corpus"),
+        (["--normalize", "speaker", "--normalization", "speaker"], "speaker"),
+        (["--preset", "cpu"], "corpus"),
+        (["--preset", "cpu", "--normalize", "utterance"], "none"),
+        ([], "none"),
+    ],
+)
+def test_deprecated_normalize_is_an_alias_of_normalization(tmp_path, monkeypatch, arguments,
+                                                           normalization):
+    configs = []
+    monkeypatch.setattr(app.experiment.CrossLanguageValence, "run",
+                        lambda self: configs.append(self.config))
+    assert app.main(["--out", str(tmp_path / "run"), *arguments]) == 0
+    assert configs[0].training_recipe().normalization == normalization
 
 
 def test_stl_makes_as_many_updates_as_mtl_extra_unless_told_otherwise(tmp_path, cache_dir,
@@ -146,8 +171,8 @@ def test_stl_makes_as_many_updates_as_mtl_extra_unless_told_otherwise(tmp_path, 
         (["--runs", "0"], "--runs"),
         (["--folds", "0"], "--folds"),
         (["--label-map", "nine_class"], "nine_class"),
-        (["--normalize", "speaker"], "--no-export"),
-        (["--export-domain", "emodb"], "with --normalize utterance"),
+        (["--normalize", "corpus", "--normalization", "speaker"], "deprecated alias"),
+        (["--export-domain", "emodb"], "with --normalization none"),
         (["--alpha", "-1"], "--alpha"),
     ],
 )

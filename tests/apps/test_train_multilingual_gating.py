@@ -56,8 +56,13 @@ def test_help_names_every_option(capsys):
         "--no-export",
         "--resume",
         "--strategy",
+        "--recipe",
+        "--normalization",
+        "--spec-augment",
+        "--label-smoothing",
     ]:
         assert option in text
+    assert "cpu:" in text
 
 
 def test_default_corpora_give_tables_3_and_4_figure_4_and_an_export(

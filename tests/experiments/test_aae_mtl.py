@@ -7,11 +7,13 @@ every fit recorded; the AAE tests call `AAEMultiTaskModel.train_step` on a
 
 import dataclasses
 import json
+import types
 
 import keras
 import numpy as np
 import pytest
 
+from ser_keras.data import pipeline
 from ser_keras.experiments import (
     AAEMultiTask,
     AAEMultiTaskConfig,
@@ -19,8 +21,10 @@ from ser_keras.experiments import (
     SpeakerLeakageError,
     aae_mtl,
 )
-from ser_keras.models.aae_mtl import VARIANTS, build_aae_model, get_preset
+from ser_keras.export.saved_model import load_metadata
+from ser_keras.models.aae_mtl import VARIANTS, AAEMultiTaskModel, build_aae_model, get_preset
 from ser_keras.training import runner
+from ser_keras.training.recipe import RECIPES, TrainingRecipe
 
 NUM_CLASSES = {"emotion": 3, "speaker": 4, "gender": 2}
 ARCHITECTURE = get_preset("cpu_small")
@@ -44,14 +48,30 @@ def _tiny_config(root, **changes):
     return AAEMultiTaskConfig(**options)
 
 
+# A training recipe with every option the experiment applies changed, so
+# that the tiny run checks that each reaches the training (pre-training
+# included) and the export, as well as the protocol.
+RECIPE = dict(
+    normalization="speaker",
+    spec_augment=True,
+    adamw=True,
+    weight_decay=0.01,
+    peak_learning_rate=2e-3,
+    recalibrate_batch_norm=True,
+)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny run of mtl and cnn on two leave-one-speaker-out folds, every fit recorded."""
     root = tmp_path_factory.mktemp("aae_experiment")
-    calls = []
+    calls, pretraining, datasets = [], [], []
     real_fit = runner.fit_and_evaluate
+    real_pretrain = AAEMultiTaskModel.pretrain_auxiliary
+    real_make_dataset = pipeline.make_dataset
 
     def recording_fit(build_model, train, validation, test, **options):
+        compiled = build_model()
         result = real_fit(build_model, train, validation, test, **options)
         calls.append(
             {
@@ -63,14 +83,30 @@ def finished(tmp_path_factory):
                 "callback_monitors": [
                     getattr(callback, "monitor", None) for callback in options["extra_callbacks"]
                 ],
+                "augment": options.get("augment"),
+                "optimizers": compiled.phase_optimizers,
+                "result": result,
             }
         )
         return result
 
+    def recording_pretrain(self, x=None, y=None, **options):
+        pretraining.append({"optimizers": self.phase_optimizers, "augment": datasets[-1]})
+        return real_pretrain(self, x, y, **options)
+
+    def recording_make_dataset(inputs, labels=None, **options):
+        datasets.append(options.get("augment"))
+        return real_make_dataset(inputs, labels, **options)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "fit_and_evaluate", recording_fit)
-        result = AAEMultiTask(_tiny_config(root)).run()
-    return root, result, calls
+        patch.setattr(AAEMultiTaskModel, "pretrain_auxiliary", recording_pretrain)
+        patch.setattr(pipeline, "make_dataset", recording_make_dataset)
+        config = _tiny_config(
+            root, pretrain_epochs=1, export_dir=str(root / "exported"), **RECIPE
+        )
+        result = AAEMultiTask(config).run()
+    return root, result, calls, pretraining
 
 
 def _speakers(entries):
@@ -123,7 +159,7 @@ def test_config_refuses_bad_values_naming_the_field(changes, field):
 
 
 def test_no_test_speaker_is_trained_or_validated_on(finished):
-    _, result, _ = finished
+    _, result, _, _ = finished
     held_out = set(result.results["configuration"]["held_out_verification_speakers"])
     assert held_out
     for entry in result.results["settings"].values():
@@ -143,7 +179,7 @@ def test_no_test_speaker_is_trained_or_validated_on(finished):
 
 
 def test_every_setting_uses_the_same_folds(finished):
-    _, result, calls = finished
+    _, result, calls, _ = finished
     mtl, cnn = (result.results["settings"][name]["folds"] for name in ("mtl", "cnn"))
     assert [fold["fold"] for fold in mtl] == [fold["fold"] for fold in cnn]
     for a, b in zip(mtl, cnn, strict=True):
@@ -163,7 +199,7 @@ def test_every_setting_uses_the_same_folds(finished):
 
 
 def test_checkpoint_is_selected_on_validation_rows_only(finished):
-    _, _, calls = finished
+    _, _, calls, _ = finished
     assert len(calls) == 4
     for call in calls:
         test_rows = _rows(call["test"].inputs)
@@ -174,7 +210,7 @@ def test_checkpoint_is_selected_on_validation_rows_only(finished):
 
 
 def test_settings_build_their_variants(finished):
-    root, result, _ = finished
+    root, result, _, _ = finished
     for setting in ("mtl", "cnn"):
         variant, tasks, _, _, _ = aae_mtl.SETTINGS[setting]
         fold = result.results["settings"][setting]["folds"][0]
@@ -197,7 +233,7 @@ def test_settings_build_their_variants(finished):
 
 
 def test_a_fold_that_leaks_the_test_speaker_is_refused(tmp_path, monkeypatch, finished):
-    root, _, _ = finished
+    root, _, _, _ = finished
     original = AAEMultiTask.folds
 
     def validating_on_the_test_speaker(self, data):
@@ -211,7 +247,7 @@ def test_a_fold_that_leaks_the_test_speaker_is_refused(tmp_path, monkeypatch, fi
 
 
 def test_additional_per_speaker_caps_the_training_speakers_only(tmp_path, finished):
-    root, result, _ = finished
+    root, result, _, _ = finished
     config = _tiny_config(tmp_path, additional_per_speaker=3, cache_dir=str(root / "cache"))
     data = AAEMultiTask(config).load_data()
     held_out = set(data["held_out_speakers"])
@@ -227,7 +263,7 @@ def test_additional_per_speaker_caps_the_training_speakers_only(tmp_path, finish
 
 
 def test_results_json_holds_the_manifest_next_to_the_metrics(finished):
-    root, result, _ = finished
+    root, result, _, _ = finished
     on_disk = json.loads((root / "run" / "results.json").read_text())
     fold = on_disk["settings"]["mtl"]["folds"][0]
     assert {"wa", "ua", "train_speakers", "validation_speakers", "test_speakers"} <= set(fold)
@@ -236,7 +272,7 @@ def test_results_json_holds_the_manifest_next_to_the_metrics(finished):
 
 
 def test_results_md_names_the_data_preset_folds_epochs_and_chance(finished):
-    root, _, _ = finished
+    root, _, _, _ = finished
     on_disk = json.loads((root / "run" / "results.json").read_text())
     configuration, class_names = on_disk["configuration"], on_disk["class_names"]
     num_folds = len(on_disk["settings"]["mtl"]["folds"])
@@ -246,6 +282,98 @@ def test_results_md_names_the_data_preset_folds_epochs_and_chance(finished):
     assert f"{configuration['epochs']} epochs at most" in text
     assert f"{num_folds} leave-one-speaker-out fold(s)" in text
     assert f"chance is {100 / len(class_names):.2f} % UA" in text
+
+
+# ------------------------------------------------------------ training recipe
+
+
+def test_the_training_recipe_reaches_every_fold(finished):
+    _, result, calls, _ = finished
+    assert calls
+    for call in calls:
+        # Per-speaker normalisation of whole utterances: the test part holds
+        # every segment of the test speaker, so each band has mean 0 and
+        # deviation 1 over its valid (not padding, 0.0) frames.
+        segments = call["test"].inputs["segments"]
+        frames = segments[~np.all(segments == 0.0, axis=-1)]
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-2)
+        augment = call["augment"]
+        assert augment is not None and augment.mask_value == 0.0 and augment.pad_value == 0.0
+        # Every phase's optimizer is the recipe's.
+        for optimizer in call["optimizers"].values():
+            assert isinstance(optimizer, keras.optimizers.AdamW)
+            assert float(optimizer.learning_rate) == pytest.approx(2e-3)
+            assert optimizer.weight_decay == pytest.approx(0.01)
+        # The recalibration ran through the model's call and its validation check.
+        recalibration = call["result"]["batch_norm_recalibration"]
+        assert recalibration["layers"] > 0
+        assert 0 <= recalibration["validation_ua_after"] <= 100
+    recorded = result.results["training_recipe"]
+    assert recorded == {**dataclasses.asdict(TrainingRecipe()), **RECIPE}
+    assert result.results["configuration"]["training_recipe"] == recorded
+
+
+def test_the_pretraining_takes_the_recipe(finished):
+    _, _, _, pretraining = finished
+    assert pretraining  # mtl's two folds
+    for entry in pretraining:
+        assert {type(o) for o in entry["optimizers"].values()} == {keras.optimizers.AdamW}
+        assert entry["augment"] is not None and entry["augment"].pad_value == 0.0
+
+
+def test_the_export_serves_the_speaker_normalisation(finished):
+    _, result, _, _ = finished
+    metadata = load_metadata(result.export_path)
+    assert metadata["speaker_normalization"]["enabled"] is True
+    assert metadata["metadata"]["training_recipe"]["normalization"] == "speaker"
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(result.export_path))
+    assert {"enrol", "serving_enrolled", "serving_default"} <= set(loaded.signatures)
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"lr_schedule": "cosine"}, "lr_schedule"),
+        ({"lr_schedule": "cosine", "warmup_epochs": 2}, "lr_schedule"),
+        ({"label_smoothing": 0.1}, "label_smoothing"),
+    ],
+)
+def test_a_recipe_field_the_aae_cannot_apply_is_refused(tmp_path, changes, field):
+    config = _tiny_config(tmp_path, **changes)
+    with pytest.raises(ConfigError) as info:
+        AAEMultiTask(config)
+    assert info.value.field == field
+    assert AAEMultiTask.recipe_unsupported[field] in str(info.value)
+    assert not (tmp_path / "run").exists()
+    # The same fields with the recipe's own values pass.
+    AAEMultiTask(_tiny_config(tmp_path, recipe="cpu"))
+
+
+def test_normalize_sequences_normalises_whole_utterances_per_speaker():
+    """Variable-length utterances keep their lengths; each speaker's frames get mean 0, sd 1."""
+    rng = np.random.default_rng(0)
+    lengths = [70, 25, 40, 90]
+    sequences = [rng.normal(3.0 * n, 2.0, size=(length, 6)).astype("float32")
+                 for n, length in enumerate(lengths)]
+    records = [types.SimpleNamespace(corpus="c", speaker_id=speaker) for speaker in "aabb"]
+    experiment = AAEMultiTask(AAEMultiTaskConfig(normalization="speaker"))
+    normalized = experiment.normalize_sequences(sequences, records, 0.0, source="test")
+    assert [len(array) for array in normalized] == lengths
+    for rows in ([0, 1], [2, 3]):
+        frames = np.concatenate([normalized[i] for i in rows])
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
+
+
+def test_the_cpu_preset_uses_the_cpu_recipe():
+    config = AAEMultiTaskConfig(preset="cpu")
+    assert config.training_recipe() == RECIPES["cpu"]
+    assert AAEMultiTask(config).recipe == RECIPES["cpu"]
+    assert AAEMultiTaskConfig().training_recipe() == RECIPES["paper"]
+    assert AAEMultiTaskConfig(preset="paper").training_recipe() == RECIPES["paper"]
 
 
 # --------------------------------------------------------- the AAE's training

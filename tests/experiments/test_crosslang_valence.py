@@ -20,6 +20,7 @@ from ser_keras.experiments import (
     SpeakerLeakageError,
 )
 from ser_keras.experiments import crosslang_valence as valence
+from ser_keras.training.recipe import RECIPES, TrainingRecipe
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ class Recorder:
     def __call__(self, build_model, train, validation, test, *, fold_dir, predict_fn=None,
                  class_names, **options):
         self.calls.append({"fold_dir": fold_dir, "train": train, "validation": validation,
-                           "test": test, "seed": options["seed"]})
+                           "test": test, "seed": options["seed"], "options": options})
         num_classes = len(class_names)
 
         class Model:
@@ -240,9 +241,13 @@ def test_config_takes_the_preset_and_names_the_field_it_refuses():
     with pytest.raises(ConfigError) as error:
         CrossLanguageValenceConfig(labelled=["emodb:/tmp"])
     assert error.value.field == "target"
+    # Speaker normalisation is exported (an enrolment signature); export_domain
+    # chooses the statistics of a per-corpus normalisation only.
+    assert CrossLanguageValenceConfig(normalization="speaker").export_dir is not None
     with pytest.raises(ConfigError) as error:
-        CrossLanguageValenceConfig(normalize="speaker")
-    assert "--no-export" in error.value.as_option()
+        CrossLanguageValenceConfig(export_domain="emodb", normalization="speaker")
+    assert error.value.field == "export_domain"
+    assert "--normalization speaker" in error.value.as_option()
     with pytest.raises(ConfigError, match="unlabelled_target_audio"):
         CrossLanguageValenceConfig(unlabelled_target_audio="yes")
     # Which models run is not part of what a resumed run must match.
@@ -335,30 +340,63 @@ def test_target_samples_come_from_other_speakers_than_the_tested():
         valence.split_target_speakers(pool, np.arange(3, 7), seed=0)
 
 
-def test_normalize_groups_are_corpora_or_speakers_within_a_corpus():
+def test_normalization_groups_keep_two_corpora_of_one_kind_apart():
     from ser_keras.corpora.records import Utterance
 
-    # Two corpora that both have a speaker "a"; each utterance 2 valid frames
-    # and 1 padding frame (pad value 0) of 2 bands.
-    utterances = [Utterance(f"/x/{i}.wav", "ravdess", "en", "a") for i in range(2)]
-    utterances += [Utterance(f"/y/{i}.wav", "emodb", "de", s) for i, s in enumerate("aab")]
-    rng = np.random.default_rng(0)
-    features = np.zeros((5, 3, 2), np.float32)
-    features[:, :2] = rng.normal(3.0, 2.0, size=(5, 2, 2))
-    pool = _pool(utterances, [-1] * 5, features)
+    # Two folders of unlabelled speech (one kind, two corpora of the run)
+    # with a speaker "a" each, and an EMO-DB speaker "a".
+    utterances = [Utterance(f"/fr/{i}.wav", "folder", "fr", "a") for i in range(2)]
+    utterances += [Utterance(f"/es/{i}.wav", "folder", "es", "a") for i in range(2)]
+    utterances += [Utterance("/de/0.wav", "emodb", "de", "a")]
+    pool = _pool(utterances, [-1] * 5)
+    pool.corpus = np.array(["folder_fr", "folder_fr", "folder_es", "folder_es", "emodb"],
+                           dtype=object)
+    records = valence.normalization_records(pool)
+    assert [r.path for r in records] == [u.path for u in utterances]
 
-    def check(normalized, groups):
-        for rows in groups:
-            frames = normalized[rows][:, :2].reshape(-1, 2)
-            np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-5)
-            np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
-        np.testing.assert_array_equal(normalized[:, 2], 0.0)  # padding untouched
+    def groups(mode):
+        found = TrainingRecipe(normalization=mode).normalization_groups(records)
+        return [sorted(i for i, g in enumerate(found) if g == group) for group in set(found)]
 
-    check(valence.normalize_groups(pool, "corpus", 0.0), [[0, 1], [2, 3, 4]])
-    # Speaker "a" of ravdess and speaker "a" of emodb are different speakers.
-    by_speaker = valence.normalize_groups(pool, "speaker", 0.0)
-    check(by_speaker, [[0, 1], [2, 3], [4]])
-    assert not np.allclose(by_speaker, valence.normalize_groups(pool, "corpus", 0.0))
+    assert sorted(groups("corpus")) == [[0, 1], [2, 3], [4]]
+    assert sorted(groups("speaker")) == [[0, 1], [2, 3], [4]]
+
+
+def test_results_record_the_training_recipe_and_the_default_trains_as_the_paper(default_run):
+    experiment, recorder, results = default_run
+    assert results["training_recipe"] == RECIPES["paper"].to_dict()
+    assert results["configuration"]["training_recipe"] == RECIPES["paper"].to_dict()
+    for call in recorder.calls:
+        assert call["options"].get("augment") is None
+        assert call["options"]["recalibrate_batch_norm"] is False
+
+
+def test_the_recipe_reaches_training(tmp_path, cache_dir, monkeypatch):
+    experiment, recorder, results = _run(
+        tmp_path, cache_dir, monkeypatch, "recipe", settings="stl,mtl_extra",
+        recipe="cpu", normalization="corpus",
+    )
+    pool = experiment.pool
+    assert results["training_recipe"]["normalization"] == "corpus"
+    # The rows given to the fits cover the pool; every corpus of the run (the
+    # two unlabelled folders apart, though of one kind) has each band at mean
+    # 0 and deviation 1 over its valid frames.
+    rows = np.unique(np.concatenate([
+        _rows(pool, call[part].inputs)
+        for call in recorder.calls for part in ("train", "validation", "test")
+    ]))
+    np.testing.assert_array_equal(rows, np.arange(len(pool.utterances)))
+    pad_value = experiment.frontend.pad_value
+    assert len(set(pool.corpus)) == 5
+    for name in set(pool.corpus):
+        features = pool.features[pool.corpus == name]
+        frames = features[~np.all(features == pad_value, axis=-1)]
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-2)
+    for call in recorder.calls:
+        augment = call["options"]["augment"]
+        assert (augment.pad_value, augment.mask_value) == (pad_value, 0.0)
+        assert call["options"]["recalibrate_batch_norm"] is True
 
 
 def test_unlabelled_arguments():

@@ -14,7 +14,9 @@ from ser_keras.experiments import (
     SpeakerLeakageError,
     fu_savee_crosslang,
 )
+from ser_keras.export.saved_model import load_metadata
 from ser_keras.training import runner
+from ser_keras.training.recipe import RECIPES, TrainingRecipe
 
 
 def _tiny_config(root, **changes):
@@ -34,6 +36,17 @@ def _tiny_config(root, **changes):
     return FuSaveeCrossLanguageConfig(**options)
 
 
+# A training recipe with every option changed, so that the tiny run checks
+# that each reaches the training (and the export) as well as the protocol.
+RECIPE = dict(
+    normalization="speaker",
+    spec_augment=True,
+    adamw=True,
+    lr_schedule="cosine",
+    label_smoothing=0.1,
+)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny run of stl and mtl_xl on two folds, recording every fit's splits."""
@@ -42,6 +55,7 @@ def finished(tmp_path_factory):
     real_fit = runner.fit_and_evaluate
 
     def recording_fit(build_model, train, validation, test, **options):
+        compiled = build_model()
         result = real_fit(build_model, train, validation, test, **options)
         model = keras.models.load_model(str(options["fold_dir"] / "best.keras"))
         calls.append(
@@ -51,13 +65,16 @@ def finished(tmp_path_factory):
                 "validation": validation,
                 "test": test,
                 "outputs": {name: int(tensor.shape[-1]) for name, tensor in model.output.items()},
+                "augment": options.get("augment"),
+                "optimizer": compiled.optimizer,
+                "label_smoothing": compiled._label_smoothing,
             }
         )
         return result
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "fit_and_evaluate", recording_fit)
-        result = FuSaveeCrossLanguage(_tiny_config(root)).run()
+        result = FuSaveeCrossLanguage(_tiny_config(root, **RECIPE)).run()
     return root, result, calls
 
 
@@ -179,3 +196,72 @@ def test_a_fold_that_leaks_test_speakers_is_refused(tmp_path, monkeypatch, finis
     with pytest.raises(SpeakerLeakageError, match="savee:DC"):
         FuSaveeCrossLanguage(config).run()
     assert not (tmp_path / "run" / "stl" / "fold_savee_DC" / "result.json").exists()
+
+
+def test_the_training_recipe_reaches_every_fold(finished):
+    _, result, calls = finished
+    assert calls
+    for call in calls:
+        # Per-speaker normalisation: the test part is one speaker, all of
+        # its utterances, so each band has mean 0 and deviation 1 over its
+        # valid frames.
+        features = call["test"].inputs
+        frames = features[~np.all(features == -1.0, axis=-1)]
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-2)
+        assert call["augment"] is not None and call["augment"].mask_value == 0.0
+        assert isinstance(call["optimizer"], keras.optimizers.AdamW)
+        assert isinstance(
+            call["optimizer"]._learning_rate, keras.optimizers.schedules.CosineDecay
+        )
+        assert call["label_smoothing"] == pytest.approx(0.1)
+    recorded = result.results["training_recipe"]
+    assert recorded == {**dataclasses.asdict(TrainingRecipe()), **RECIPE}
+    assert result.results["configuration"]["training_recipe"] == recorded
+
+
+def test_the_export_serves_the_speaker_normalisation(finished):
+    _, result, _ = finished
+    metadata = load_metadata(result.export_path)
+    assert metadata["speaker_normalization"]["enabled"] is True
+    assert metadata["metadata"]["training_recipe"]["normalization"] == "speaker"
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(result.export_path))
+    assert {"enrol", "serving_enrolled", "serving_default"} <= set(loaded.signatures)
+
+
+def test_a_recipe_field_the_experiment_cannot_apply_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        FuSaveeCrossLanguage, "recipe_unsupported", {"label_smoothing": "a test reason"}
+    )
+    config = _tiny_config(tmp_path, label_smoothing=0.2)
+    with pytest.raises(ConfigError, match="a test reason") as info:
+        FuSaveeCrossLanguage(config)
+    assert info.value.field == "label_smoothing"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"label_smoothing": 1.5}, "label_smoothing"),
+        ({"normalization": "band"}, "normalization"),
+        ({"weight_decay": 0.01}, "weight_decay"),  # without AdamW
+        ({"recipe": "fastest"}, "recipe"),
+        ({"warmup_epochs": 2}, "warmup_epochs"),  # with a constant learning rate
+    ],
+)
+def test_config_refuses_bad_recipe_values_naming_the_field(changes, field):
+    with pytest.raises(ConfigError) as info:
+        FuSaveeCrossLanguageConfig(**changes)
+    assert info.value.field == field
+
+
+def test_the_cpu_preset_uses_the_cpu_recipe():
+    config = FuSaveeCrossLanguageConfig(preset="cpu")
+    assert config.training_recipe() == RECIPES["cpu"]
+    assert FuSaveeCrossLanguageConfig().training_recipe() == RECIPES["paper"]
+    overridden = FuSaveeCrossLanguageConfig(preset="cpu", spec_augment=False)
+    assert overridden.training_recipe().spec_augment is False
+    assert overridden.training_recipe().normalization == RECIPES["cpu"].normalization

@@ -7,6 +7,7 @@ leave-one-corpus-out splits `beta` into `beta_acted` and `beta_natural`.
 
 import dataclasses
 import json
+import types
 
 import keras
 import numpy as np
@@ -19,9 +20,11 @@ from ser_keras.experiments import (
     SpeakerLeakageError,
     gender_naturalness,
 )
+from ser_keras.export.saved_model import load_metadata
 from ser_keras.models import elm as elm_lib
 from ser_keras.models import kim_mtl
 from ser_keras.training import runner
+from ser_keras.training.recipe import RECIPE_FIELDS, RECIPES, TrainingRecipe
 from tests.helpers import speech_like, write_wav
 
 EMOTIONS = ("neutral", "happiness", "sadness", "anger")
@@ -81,6 +84,18 @@ def _tiny_config(root, corpora, **changes):
     return GenderNaturalnessConfig(**options)
 
 
+# A training recipe with every option changed, so that the tiny run checks
+# that each reaches the training (and the export) as well as the protocol.
+RECIPE = dict(
+    normalization="speaker",
+    spec_augment=True,
+    adamw=True,
+    lr_schedule="cosine",
+    label_smoothing=0.1,
+    recalibrate_batch_norm=True,
+)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, corpora):
     """A tiny run (LOSO and LOCO, DNN STL and Gender-MTL), recording every fit and ELM fit."""
@@ -90,6 +105,7 @@ def finished(tmp_path_factory, corpora):
     real_elm_fit = elm_lib.ExtremeLearningMachine.fit
 
     def recording_fit(build_model, train, validation, test, **options):
+        compiled = build_model()
         first = len(elm_fits)
         result = real_fit(build_model, train, validation, test, **options)
         model = keras.models.load_model(str(options["fold_dir"] / "best.keras"))
@@ -103,6 +119,9 @@ def finished(tmp_path_factory, corpora):
                 "task_weights": dict(model.task_weights),
                 "elm_fits": elm_fits[first:],
                 "result": dict(result),
+                "augment": options.get("augment"),
+                "optimizer": compiled.optimizer,
+                "label_smoothing": compiled._label_smoothing,
             }
         )
         return result
@@ -114,7 +133,7 @@ def finished(tmp_path_factory, corpora):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "fit_and_evaluate", recording_fit)
         patch.setattr(elm_lib.ExtremeLearningMachine, "fit", recording_elm_fit)
-        result = GenderNaturalness(_tiny_config(root, corpora)).run()
+        result = GenderNaturalness(_tiny_config(root, corpora, **RECIPE)).run()
     return root, result, calls
 
 
@@ -333,6 +352,86 @@ def test_the_best_validation_model_is_exported(finished):
     metadata = json.loads((result.export_path / "assets.extra" / "ser_keras.json").read_text())
     assert metadata["metadata"]["setting"] == exported["setting"]
     assert metadata["metadata"]["fold"] == exported["fold"]
+
+
+def test_the_training_recipe_reaches_every_fold(finished):
+    _, result, calls = finished
+    assert calls
+    for call in calls:
+        if call["fold_dir"].parent.parent.name == "loso":
+            # Per-speaker normalisation: the test part is one speaker, all of
+            # its utterances, so each feature has mean 0 and deviation 1 over
+            # its frames.
+            frames = np.concatenate(call["test"].inputs)
+            np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
+            np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-2)
+        augment = call["augment"]
+        assert augment.num_frequency_masks == 0 and augment.num_time_masks > 0
+        assert augment.mask_value == augment.pad_value == 0.0
+        assert isinstance(call["optimizer"], keras.optimizers.AdamW)
+        assert isinstance(
+            call["optimizer"]._learning_rate, keras.optimizers.schedules.CosineDecay
+        )
+        assert call["label_smoothing"] == pytest.approx(0.1)
+        # No batch normalisation in the networks: nothing is recalibrated,
+        # and the check ran on the validation chunks, not through the ELM
+        # (fitted once per fold: test_the_elm_is_fitted_on_the_folds_training_utterances).
+        assert call["result"]["batch_norm_recalibration"]["layers"] == 0
+    recorded = result.results["training_recipe"]
+    assert recorded == {**dataclasses.asdict(TrainingRecipe()), **RECIPE}
+    assert result.results["configuration"]["training_recipe"] == recorded
+
+
+def test_time_masking_replaces_whole_frames_by_padding():
+    pad_value = 0.0
+    features = np.random.default_rng(0).normal(size=(8, 60, 32)).astype("float32")
+    features[:, 50:] = pad_value  # padding
+    augment = GenderNaturalness.time_masking(pad_value)
+    masked = np.asarray(augment(features, np.array([3, 4], dtype="int64")))
+    changed = np.any(masked != features, axis=-1)
+    assert changed.any()
+    # A masked frame is padding in every feature; every other frame is intact.
+    np.testing.assert_array_equal(masked[changed], pad_value)
+    np.testing.assert_array_equal(masked[~changed], features[~changed])
+    assert not changed[:, 50:].any()
+
+
+def test_the_export_serves_the_speaker_normalisation(finished):
+    _, result, _ = finished
+    metadata = load_metadata(result.export_path)
+    assert metadata["speaker_normalization"]["enabled"] is True
+    assert metadata["metadata"]["training_recipe"]["normalization"] == "speaker"
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(result.export_path))
+    assert {"enrol", "serving_enrolled", "serving_default"} <= set(loaded.signatures)
+
+
+def test_normalize_sequences_normalises_whole_utterances_per_speaker():
+    """Variable-length utterances keep their lengths; each speaker's frames get mean 0, sd 1."""
+    rng = np.random.default_rng(0)
+    lengths = [70, 25, 40, 90]
+    sequences = [rng.normal(3.0 * n, 2.0, size=(length, 6)).astype("float32")
+                 for n, length in enumerate(lengths)]
+    records = [types.SimpleNamespace(corpus="c", speaker_id=speaker) for speaker in "aabb"]
+    experiment = GenderNaturalness(GenderNaturalnessConfig(normalization="speaker"))
+    normalized = experiment.normalize_sequences(sequences, records, 0.0, source="test")
+    assert [len(array) for array in normalized] == lengths
+    for rows in ([0, 1], [2, 3]):
+        frames = np.concatenate([normalized[i] for i in rows])
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
+
+
+def test_the_cpu_preset_uses_the_cpu_recipe():
+    config = GenderNaturalnessConfig(preset="cpu")
+    assert config.training_recipe() == RECIPES["cpu"]
+    assert GenderNaturalness(config).recipe == RECIPES["cpu"]
+    assert GenderNaturalnessConfig().training_recipe() == RECIPES["paper"]
+    assert GenderNaturalnessConfig(preset="paper").training_recipe() == RECIPES["paper"]
+    # Every recipe field applies here: none is refused.
+    assert not set(GenderNaturalness.recipe_unsupported) & set(RECIPE_FIELDS)
+    GenderNaturalness(GenderNaturalnessConfig(preset="cpu", weight_decay=0.01, **RECIPE))
 
 
 def test_a_fold_that_leaks_test_speakers_is_refused(tmp_path, monkeypatch, corpora):

@@ -18,7 +18,9 @@ from ser_keras.experiments import (
     multilingual_gating,
 )
 from ser_keras.experiments.base import check_disjoint_parts
+from ser_keras.export.saved_model import load_metadata
 from ser_keras.training import runner
+from ser_keras.training.recipe import RECIPES
 
 SEED = 4
 
@@ -355,3 +357,112 @@ def test_a_fold_that_tests_on_what_it_trains_on_is_refused(
     with pytest.raises(SpeakerLeakageError, match=match):
         MultilingualGating(config).run()
     assert not (tmp_path / "run" / "multigate" / "fold_r1" / "result.json").exists()
+
+
+# ------------------------------------------------------- training recipe
+
+
+def test_the_cpu_preset_uses_the_cpu_recipe():
+    config = MultilingualGatingConfig(preset="cpu")
+    assert config.training_recipe() == RECIPES["cpu"]
+    assert config.model_preset == "wang_cpu"
+    for preset in ("quick", "paper"):
+        assert MultilingualGatingConfig(preset=preset).training_recipe() == RECIPES["paper"]
+
+
+def test_results_record_the_training_recipe(finished):
+    root, result, _, _ = finished
+    paper = RECIPES["paper"].to_dict()
+    assert json.loads((root / "run" / "results.json").read_text())["training_recipe"] == paper
+    assert result.results["configuration"]["training_recipe"] == paper
+
+
+def _valid_frames(features, pad_value=-1.0):
+    return ~np.all(features == pad_value, axis=-1)
+
+
+def test_the_recipe_reaches_training_and_the_export(tmp_path):
+    """The cpu recipe with label smoothing and AdamW: every part reaches the fit."""
+    calls, loaded = [], []
+    real_fit = runner.fit_and_evaluate
+    real_load = MultilingualGating.load_data
+
+    def recording_fit(build_model, train, validation, test, **options):
+        compiled = build_model()
+        calls.append({"parts": (train, validation, test), "options": options,
+                      "optimizer": compiled.optimizer,
+                      "label_smoothing": compiled._label_smoothing})
+        return real_fit(build_model, train, validation, test, **options)
+
+    def recording_load(self, *args, **kwargs):
+        loaded.append(real_load(self, *args, **kwargs))
+        return loaded[-1]
+
+    config = _tiny_config(tmp_path, ablation="none", repeats=1, recipe="cpu",
+                          label_smoothing=0.1, adamw=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "fit_and_evaluate", recording_fit)
+        patch.setattr(MultilingualGating, "load_data", recording_load)
+        result = MultilingualGating(config).run()
+    (call,) = calls
+    data = loaded[0]
+    # Per-speaker normalisation of the rows given to the fit: every band of a
+    # speaker's valid frames has mean 0 and deviation 1 over its utterances.
+    speaker_of = {
+        row.tobytes(): u.speaker_id for row, u in zip(data.features, data.utterances, strict=True)
+    }
+    rows = np.concatenate([part.inputs for part in call["parts"]])
+    speakers = np.array([speaker_of[row.tobytes()] for row in rows])
+    assert set(speakers) == {u.speaker_id for u in data.utterances}
+    for speaker in set(speakers):
+        features = rows[speakers == speaker]
+        frames = features[_valid_frames(features)]
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-2)
+    augment = call["options"]["augment"]
+    assert (augment.pad_value, augment.mask_value) == (-1.0, 0.0)
+    assert call["options"]["recalibrate_batch_norm"] is True
+    assert isinstance(call["optimizer"], keras.optimizers.AdamW)
+    assert call["label_smoothing"] == pytest.approx(0.1)
+    recorded = result.results["training_recipe"]
+    assert recorded == {**RECIPES["cpu"].to_dict(), "adamw": True, "label_smoothing": 0.1}
+    metadata = load_metadata(result.export_path)
+    assert metadata["speaker_normalization"]["enabled"] is True
+    assert metadata["metadata"]["training_recipe"] == recorded
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_spec_augment_masks_only_the_log_mel_view_of_dict_inputs(tmp_path, finished):
+    import tensorflow as tf
+
+    root, _, _, data = finished
+    path = tmp_path / "w2v.npz"
+    vectors = np.random.default_rng(0).normal(size=(len(data.utterances), 3)).astype("float32")
+    np.savez(path, paths=np.array([u.path for u in data.utterances]), embeddings=vectors)
+    options = []
+
+    def stopping_fit(build_model, train, validation, test, **fit_options):
+        options.append((train, fit_options))
+        raise _Stop
+
+    config = _tiny_config(tmp_path, cache_dir=str(root / "cache"), export_dir=None,
+                          repeats=1, embedding=(f"w2v={path}",), spec_augment=True,
+                          normalization="corpus")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "fit_and_evaluate", stopping_fit)
+        with pytest.raises(_Stop):
+            MultilingualGating(config).run()
+    ((train, fit_options),) = options
+    assert set(train.inputs) == {"features", "w2v"}
+    batch = {name: tf.constant(value[:16]) for name, value in train.inputs.items()}
+    augmented = fit_options["augment"](batch, tf.constant([1, 2], tf.int64))
+    np.testing.assert_array_equal(augmented["w2v"], train.inputs["w2v"][:16])
+    features, masked = train.inputs["features"][:16], augmented["features"].numpy()
+    changed = masked != features
+    assert changed.any()
+    np.testing.assert_array_equal(masked[changed], 0.0)  # the mean after normalisation
+    # Padding frames are never masked.
+    np.testing.assert_array_equal(masked[~_valid_frames(features)], -1.0)

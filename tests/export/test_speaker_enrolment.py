@@ -519,3 +519,22 @@ def test_predictor_enrols_the_speaker_or_notes_the_fallback(setup, tmp_path):
     assert all(r["note"] == FALLBACK_NOTE for r in fallback)
     with pytest.raises(ValueError, match="No usable enrolment recording"):
         Predictor(path, enrolment=[tmp_path / "silent.wav"])
+
+
+def test_predict_app_enrols_with_enrol_and_names_the_flag_on_error(setup, tmp_path, capsys):
+    from apps import predict as predict_app
+
+    _, _, _, path, speaker = setup
+    files = [
+        str(write_wav(tmp_path / f"take_{i}.wav", waveform, RATE, subtype="FLOAT"))
+        for i, waveform in enumerate(speaker)
+    ]
+    assert predict_app.main(["--model", str(path), "--json", "--enrol", *files, "--", *files]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [r["normalization"] for r in output["predictions"]] == ["enrolled"] * len(files)
+    assert predict_app.main(["--model", str(path), "--json", *files]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert [r["normalization"] for r in output["predictions"]] == ["fallback"] * len(files)
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(RATE, dtype=np.float32), RATE)
+    assert predict_app.main(["--model", str(path), "--enrol", str(silent), "--", *files]) == 2
+    assert "error: --enrol: No usable enrolment recording" in capsys.readouterr().err
