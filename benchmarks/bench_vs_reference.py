@@ -8,8 +8,10 @@ the nkululeko / audEERING recipe) is fitted on the same folds:
 
 - features: openSMILE eGeMAPSv02 (88) and ComParE 2016 (6373) functionals of
   the waveforms the deep model sees (the package's loaders and waveform
-  cache: trimmed, 16 kHz), cached per corpus under
-  `<cache>/functionals/` keyed by the file list, so reruns are fast;
+  cache: trimmed, 16 kHz), of the rows with an emotion label only (speech
+  without one, e.g. aae_mtl's additional corpora, is never given to the
+  SVM), cached per corpus under `<cache>/functionals/` keyed by the file
+  list, so reruns are fast;
 - normalisation: every functional z-normalised per speaker, each speaker
   with its own statistics. That includes the TEST speaker: its statistics
   come from its own (unlabelled) test utterances, which the standard recipe
@@ -17,9 +19,13 @@ the nkululeko / audEERING recipe) is fitted on the same folds:
 - classifier: `StandardScaler` + `SVC(class_weight="balanced")`, RBF C=10
   for eGeMAPS, linear C=0.001 for ComParE (the recipe's fixed values; no C is
   chosen on anything). The SVM is fitted on the fold's training + validation
-  rows of the setting (all of them from training speakers: the validation
-  rows are the deep model's checkpoint-selection share, which the SVM does
-  not need) and scored once on the fold's test rows, the deep model's.
+  rows of the setting that carry an emotion label (all of them from training
+  speakers: the validation rows are the deep model's checkpoint-selection
+  share, which the SVM does not need; unlabelled rows a setting adds for its
+  unsupervised or auxiliary losses are left out) and scored once on the
+  fold's test rows, the deep model's. Before that, the speakers (with
+  utterance counts) the deep run's manifests say it trained, validated and
+  tested on are checked against the protocol's rows.
 
 Reported per setting: UA/WA per fold and pooled over folds, mean ± sd over
 seeds, the differences and ratios deep / reference, and a paired two-sided
@@ -30,12 +36,26 @@ test). Written to `--out`: `results.json`, `results.md` and `per_fold.png`.
     python -m benchmarks.bench_vs_reference --experiment fu_savee_crosslang \\
         --corpus ravdess:../shared/data/ravdess --corpus emodb:../shared/data/emodb \\
         --preset quick --seeds 3 --settings stl,mtl,xl,mtl_xl --epochs 5
+    python -m benchmarks.bench_vs_reference --experiment aae_mtl \\
+        --corpus emodb:../shared/data/emodb --corpus folder:en:DIR \\
+        --preset cpu --seeds 3 --settings cnn,stl,mtl
+
+`--corpus` fills the experiment's corpus fields in order:
+
+- fu_savee_crosslang: `savee` (the corpus evaluated leave-one-speaker-out),
+  then `emodb` (the cross-language corpus the `xl` settings add);
+- aae_mtl: `labelled` (the emotional corpus evaluated leave-one-speaker-out),
+  then `additional` (every further `--corpus`: speech without emotion labels
+  for the unsupervised phases and the speaker and gender tasks; the SVM
+  never sees it). Only `protocol=loso` (the default) is speaker-independent,
+  so only it is accepted.
 
 Without `--corpus` the experiment's synthetic corpora are used. Needs
 openSMILE: `pip install -e ".[reference]"`.
 
 Adding an experiment: a `BenchExperiment` entry in `EXPERIMENTS` naming its
-class, the configuration fields `--corpus` fills in order, and a `protocol`
+class, the configuration fields `--corpus` fills in order (a tuple-valued
+last field takes every remaining corpus), and a `protocol`
 function that returns a `Protocol` (data rows, folds, training rows per
 setting and fold) from the experiment object, plus `deep_scores` reading the
 per-fold UA/WA and the pooled confusion matrix of a setting from its
@@ -75,7 +95,8 @@ class Protocol:
 
     Attributes:
         data: The experiment's data dict: at least `utterances` (the rows,
-            `Utterance`s), `labels` (int class per row, -1 unscored) and
+            `Utterance`s, one per utterance), `labels` (int class per row,
+            -1: no emotion label, never given to the SVM) and
             `class_names`. `Experiment.run()` is given exactly this dict.
         folds: The experiment's folds (`ser_keras.data.splits.Fold`: train,
             validation and test row indices into `data["utterances"]`).
@@ -96,7 +117,9 @@ class BenchExperiment:
     Attributes:
         target: `"module:Class"` of the `Experiment` subclass.
         corpus_fields: Configuration fields filled from `--corpus`, in order
-            (the first is the corpus evaluated).
+            (the first is the corpus evaluated). The last may be a
+            tuple-valued field (default `()`): it takes every remaining
+            corpus.
         settings_field: The configuration field listing the settings run.
         protocol: `experiment -> Protocol`.
         deep_scores: `(results, setting) -> (folds, confusion)`: the
@@ -134,6 +157,48 @@ def fu_savee_crosslang_protocol(experiment) -> Protocol:
     return Protocol(data=data, folds=list(folds), train_rows=train_rows)
 
 
+def aae_mtl_protocol(experiment) -> Protocol:
+    """Paper 002: LOSO folds of the labelled corpus; most settings add unlabelled speech.
+
+    `AAEMultiTask.load_data` returns one row per utterance (the labelled
+    corpus first, then the additional speech); its segments are the deep
+    model's input only, so the reference reads the same rows whole, with
+    `emotion` (-1 for the additional speech) as `labels`.
+
+    Raises:
+        ValueError: The configuration's protocol is not `"loso"` (the
+            paper's 10 folds are speaker-dependent).
+    """
+    from ser_keras.experiments.aae_mtl import SETTINGS
+
+    if experiment.config.protocol != "loso":
+        raise ValueError(
+            "--set protocol: the benchmark compares speaker-independent folds and needs "
+            f"protocol=loso. Received: {experiment.config.protocol!r}"
+        )
+    data = experiment.load_data()
+    data = dict(data, labels=data["emotion"])
+    folds = experiment.folds(data)
+    # The settings that use additional speech (all but `cnn`) train on the
+    # fold's labelled rows plus every additional row outside the held-out
+    # verification speakers (`train_setting_fold`), so those are their
+    # training rows here: the deep run's manifests are checked against them.
+    # Those rows have no emotion label (-1): the emotion loss sees the fold's
+    # labelled rows only, and so does the SVM, which `run` fits on the rows
+    # with a label. Every setting's SVM is therefore the same fit.
+    extra = np.asarray(data["additional_train_index"], np.int64)
+    train_rows = {}
+    for setting in experiment.config.settings:
+        uses_additional = SETTINGS[setting][2]
+        train_rows[setting] = [
+            np.concatenate([np.asarray(fold.train, np.int64), extra])
+            if uses_additional
+            else np.asarray(fold.train, np.int64)
+            for fold in folds
+        ]
+    return Protocol(data=data, folds=list(folds), train_rows=train_rows)
+
+
 def settings_deep_scores(results: dict, setting: str):
     """`results["settings"][setting]`'s fold entries and pooled confusion."""
     entry = results["settings"][setting]
@@ -146,6 +211,13 @@ EXPERIMENTS = {
         corpus_fields=("savee", "emodb"),
         settings_field="settings",
         protocol=fu_savee_crosslang_protocol,
+        deep_scores=settings_deep_scores,
+    ),
+    "aae_mtl": BenchExperiment(
+        target="ser_keras.experiments.aae_mtl:AAEMultiTask",
+        corpus_fields=("labelled", "additional"),
+        settings_field="settings",
+        protocol=aae_mtl_protocol,
         deep_scores=settings_deep_scores,
     ),
 }
@@ -327,12 +399,18 @@ def build_config(entry: BenchExperiment, args, seed: int, out_dir: pathlib.Path)
             f"--preset {args.preset}: {args.experiment} has no such preset; available presets: "
             f"{', '.join(config_class.PRESETS)}."
         )
-    if len(args.corpus or ()) > len(entry.corpus_fields):
+    corpora, fields = list(args.corpus or ()), entry.corpus_fields
+    defaults = {field.name: field.default for field in dataclasses.fields(config_class)}
+    # A tuple-valued last field (aae_mtl's `additional`) takes every remaining corpus.
+    many = isinstance(defaults.get(fields[-1]), tuple)
+    if len(corpora) > len(fields) and not many:
         raise ValueError(
-            f"--corpus: {args.experiment} takes at most {len(entry.corpus_fields)} corpora "
-            f"({', '.join(entry.corpus_fields)}). Received: {len(args.corpus)}"
+            f"--corpus: {args.experiment} takes at most {len(fields)} corpora "
+            f"({', '.join(fields)}). Received: {len(corpora)}"
         )
-    overrides = dict(zip(entry.corpus_fields, args.corpus or (), strict=False))
+    overrides = dict(zip(fields, corpora, strict=False))
+    if many and len(corpora) >= len(fields):
+        overrides[fields[-1]] = tuple(corpora[len(fields) - 1 :])
     for item in args.set or ():
         name, separator, value = item.partition("=")
         if not separator:
@@ -395,13 +473,16 @@ def run(args) -> dict:
         data = protocol.data
         utterances, labels = data["utterances"], np.asarray(data["labels"])
         class_names = list(data["class_names"])
-        speakers = [utterance.speaker_id for utterance in utterances]
-        features = {
-            feature_set: normalize_per_speaker(raw, speakers)
-            for feature_set, raw in corpus_functionals(
-                utterances, FEATURE_SETS, experiment.cache_dir
-            ).items()
-        }
+        # Functionals of the rows with an emotion label only (NaN elsewhere: an
+        # SVM given an unlabelled row fails rather than learning class -1).
+        scored = np.flatnonzero(labels >= 0)
+        speakers = [utterances[i].speaker_id for i in scored]
+        features = {}
+        for feature_set, raw in corpus_functionals(
+            [utterances[i] for i in scored], FEATURE_SETS, experiment.cache_dir
+        ).items():
+            features[feature_set] = np.full((len(utterances), raw.shape[1]), np.nan, np.float32)
+            features[feature_set][scored] = normalize_per_speaker(raw, speakers)
         # The deep model: the experiment's own run, on the very data (so folds) above.
         experiment.load_data = lambda data=data: data
         results = experiment.run().results
@@ -417,7 +498,10 @@ def run(args) -> dict:
                 protocol.folds, deep_folds, protocol.train_rows[setting], strict=True
             ):
                 test = np.asarray(fold.test, np.int64)
-                reference_train = np.union1d(train, np.asarray(fold.validation, np.int64))
+                # What the deep model trains and validates on; the SVM: those
+                # rows with an emotion label.
+                deep_rows = np.union1d(train, np.asarray(fold.validation, np.int64))
+                reference_train = deep_rows[labels[deep_rows] >= 0]
                 test_manifest = split_manifest(utterances, [], [], test)["test_speakers"]
                 if deep["test_speakers"] != test_manifest:
                     raise RuntimeError(
@@ -425,13 +509,13 @@ def run(args) -> dict:
                         f"{deep['test_speakers']}, the reference on {test_manifest}."
                     )
                 deep_train = merged_counts(deep["train_speakers"] + deep["validation_speakers"])
-                manifest = split_manifest(utterances, reference_train, [], test)
-                if deep_train != manifest["train_speakers"]:
+                protocol_train = split_manifest(utterances, deep_rows, [], [])["train_speakers"]
+                if deep_train != protocol_train:
                     raise RuntimeError(
                         f"{setting}, fold {fold.name}: the deep model trained and validated on "
-                        f"{deep_train}, the reference would train on "
-                        f"{manifest['train_speakers']}."
+                        f"{deep_train}, the protocol's rows are {protocol_train}."
                     )
+                manifest = split_manifest(utterances, reference_train, [], test)
                 record = {
                     "seed": seed,
                     "setting": setting,
@@ -443,7 +527,7 @@ def run(args) -> dict:
                     "num_reference_train_rows": int(reference_train.size),
                 }
                 leaked = {e["speaker"] for e in test_manifest} & {
-                    e["speaker"] for e in manifest["train_speakers"]
+                    e["speaker"] for e in protocol_train
                 }
                 if leaked:
                     raise RuntimeError(f"{fold.name}: test speakers {leaked} in the SVM's rows.")
@@ -487,8 +571,8 @@ def write_outputs(out, args, configs, runs, pooled, settings, num_seeds, class_n
                 "test speaker's statistics come from its own unlabelled test utterances",
                 "classifier": f"StandardScaler + SVC(kernel={CLASSIFIERS[name][0]!r}, "
                 f"C={CLASSIFIERS[name][1]:g}, class_weight='balanced')",
-                "trained_on": "the fold's training + validation rows of the setting (training "
-                "speakers only); C fixed, not selected",
+                "trained_on": "the fold's training + validation rows of the setting that carry "
+                "an emotion label (training speakers only); C fixed, not selected",
             }
             for name in FEATURE_SETS
         },
@@ -705,8 +789,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--corpus", action="append", metavar="KIND:DIR",
         help="A corpus (a folder or a manifest, as the loaders read it), repeated: they fill "
-        "the experiment's corpus fields in order (fu_savee_crosslang: the corpus evaluated "
-        "leave-one-speaker-out, then the cross-language corpus). None: synthetic corpora.",
+        "the experiment's corpus fields in order (fu_savee_crosslang: savee, the corpus "
+        "evaluated leave-one-speaker-out, then emodb, the cross-language corpus; aae_mtl: "
+        "labelled, the emotional corpus evaluated leave-one-speaker-out, then additional, "
+        "every further corpus, speech without emotion labels, e.g. folder:en:DIR). None: "
+        "synthetic corpora.",
     )
     parser.add_argument("--preset", default="quick", help="The experiment's preset.")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds 0..N-1.")

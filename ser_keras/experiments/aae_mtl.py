@@ -171,6 +171,11 @@ PRESETS = {
     "cpu": {
         "model_preset": "latif2020_cpu",
         "recipe": "cpu",
+        # The cpu recipe less what this model cannot take (recipe_unsupported):
+        # the paper's restore-best-and-halve schedule stays, no label smoothing.
+        "lr_schedule": "constant",
+        "warmup_epochs": 0,
+        "label_smoothing": 0.0,
         "optimizer": {"class_name": "Adam", "config": {"learning_rate": 1e-3}},
         "epochs": 20,
         "pretrain_epochs": 3,

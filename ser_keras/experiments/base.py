@@ -453,9 +453,13 @@ class Experiment:
         """"Training recipe 'cpu': ..." for the run log, saying when options changed it."""
         from ser_keras.training.recipe import RECIPES
 
-        name = repr(self.config.recipe)
-        if self.recipe != RECIPES[self.config.recipe]:
-            name += " with options changed"
+        named = RECIPES[self.config.recipe]
+        changed = [
+            f"{field.name}={getattr(self.recipe, field.name)!r}"
+            for field in dataclasses.fields(named)
+            if getattr(self.recipe, field.name) != getattr(named, field.name)
+        ]
+        name = repr(self.config.recipe) + (f" with {', '.join(changed)}" if changed else "")
         return f"Training recipe {name}: {self.recipe.describe()}"
 
     def _recipe_fit_options(self, train_split, *, epochs, batch_size, build_model, fit_options,

@@ -167,7 +167,8 @@ class ExperimentConfig:
         normalization, spec_augment, adamw, peak_learning_rate, lr_schedule,
             warmup_epochs, weight_decay, label_smoothing,
             recalibrate_batch_norm: Override the recipe's field of the same
-            name (None: the recipe's); `training_recipe()` gives the result.
+            name (None: the preset's value of that name if it has one, else
+            the recipe's); `training_recipe()` gives the result.
     """
 
     PRESETS: ClassVar[dict[str, dict]] = {}
@@ -206,6 +207,12 @@ class ExperimentConfig:
             self.out = self.DEFAULT_OUT
         if self.recipe is None:
             self.recipe = values.get("recipe", "paper")
+        from ser_keras.training.recipe import RECIPE_FIELDS
+
+        # A preset may set single recipe fields too (e.g. another normalisation).
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None and values.get(name) is not None:
+                setattr(self, name, values[name])
         self.validate()
 
     @classmethod

@@ -103,7 +103,7 @@ URDU_FOLDS = 5
 # epochs; these are our choices (Adam). `quick` is a REDUCED configuration
 # for a CPU, printed as such. `cpu`: the CPU-sized model with the "cpu"
 # training recipe, but per-corpus normalisation instead of its per-speaker
-# one (`normalization`, None elsewhere: the recipe's). On RAVDESS -> EMO-DB /
+# one (a preset may set single recipe fields). On RAVDESS -> EMO-DB /
 # URDU only per-corpus normalisation lifted the models above chance, and
 # per-speaker normalisation hurts URDU, where most speakers speak one emotion
 # only (benchmarks/RESULTS.md); 20 epochs (RESULTS.md's runs: 15) for the
@@ -111,7 +111,6 @@ URDU_FOLDS = 5
 PRESETS = {
     "quick": {
         "model_preset": "latif_crosslang_cpu",
-        "normalization": None,
         "epochs": 6,
         "patience": None,
         "batch_size": 32,
@@ -121,7 +120,6 @@ PRESETS = {
     },
     "paper": {
         "model_preset": "latif_crosslang",
-        "normalization": None,
         "epochs": 100,
         "patience": 20,
         "batch_size": 32,
@@ -242,8 +240,6 @@ class CrossLanguageValenceConfig(ExperimentConfig):
         runs: Repeat every experiment with seeds seed, seed + 1, ...
         stl_epoch: `"matched"` (the `stl` epoch has as many samples as
             `mtl_extra`'s) or `"labelled"` (one pass over its labelled data).
-        normalization: The training recipe's normalisation (`ExperimentConfig`),
-            here taken from the preset (None: the recipe's).
         export_domain: With `normalization="corpus"`, the corpus whose band
             statistics the exported model's default signature applies
             (default: the first target).
@@ -274,7 +270,6 @@ class CrossLanguageValenceConfig(ExperimentConfig):
     protocol: str = "crosslang"
     target_samples: tuple[int, ...] = (0,)
     target_sampling: str = "speakers"
-    normalization: str | None = preset_field()
     model_preset: str = preset_field()
     epochs: int = preset_field()
     patience: int | None = preset_field()

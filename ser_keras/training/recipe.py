@@ -56,7 +56,8 @@ class TrainingRecipe:
         warmup_epochs: Epochs of linear warm-up of the cosine schedule.
         weight_decay: AdamW's decoupled weight decay (with `adamw` only).
         label_smoothing: Share of each classification target spread evenly
-            over the classes (0: one-hot targets).
+            over the classes (0: one-hot targets); every task of a
+            `MultiTaskModel` (emotion and its auxiliary heads) is smoothed.
         recalibrate_batch_norm: After training, re-estimate every batch
             normalisation layer's moving mean and variance from the training
             data (un-augmented), then save and evaluate that model.
