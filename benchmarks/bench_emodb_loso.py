@@ -171,8 +171,9 @@ def main(argv=None) -> int:
             print(f"[{setting}] {fold.name}: WA {100 * result['wa']:.1f} "
                   f"UA {100 * result['ua']:.1f} (best epoch {result['best_epoch']}, "
                   f"validation UA {100 * result['best_validation']:.1f}"
-                  + (f" -> {recalibration['validation_ua_after']:.1f} recalibrated"
-                     if recalibration else "")
+                  + (f" -> {recalibration['validation_ua_after']:.1f} after batch-norm "
+                     f"recalibration ({'kept' if recalibration['kept'] else 'undone'})"
+                     if recalibration and recalibration["layers"] else "")
                   + f", {time.time() - started:.0f} s elapsed)", flush=True)
         wa = mean_and_spread([100 * r["wa"] for r in fold_results])
         ua = mean_and_spread([100 * r["ua"] for r in fold_results])
