@@ -278,16 +278,22 @@ class Experiment:
     @classmethod
     def _check_recipe_support(cls, config) -> None:
         from ser_keras.experiments.config import ConfigError
-        from ser_keras.training.recipe import TrainingRecipe
+        from ser_keras.training.recipe import RECIPES, TrainingRecipe
 
         recipe, plain = config.training_recipe(), TrainingRecipe()
+        named = RECIPES[config.recipe]
         for field, reason in cls.recipe_unsupported.items():
-            if getattr(recipe, field) != getattr(plain, field):
+            value = getattr(recipe, field)
+            if value != getattr(plain, field):
+                source = (
+                    f"recipe {config.recipe!r} sets it to {value!r}"
+                    if value == getattr(named, field)
+                    else f"it was set to {value!r}"
+                )
                 raise ConfigError(
                     field,
-                    f"is not applied by {cls.app_name} ({reason}); recipe {config.recipe!r} "
-                    f"sets it to {getattr(recipe, field)!r}. Override it back to "
-                    f"{getattr(plain, field)!r} or use recipe 'paper'.",
+                    f"is not applied by {cls.app_name} ({reason}); {source}. Leave it at "
+                    f"{getattr(plain, field)!r}.",
                 )
 
     # ------------------------------------------------------------ setup
