@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="quick",
         help="quick: reduced model and epochs, a demo in minutes; cpu: the CPU-sized model "
         f"with the cpu training recipe, at most {presets['cpu']['epochs']} epochs, all folds "
-        "(the strongest for a 2-core CPU; README: run times); paper: the paper's sizes and "
-        "schedule; tiny: smoke-test size.",
+        "(for real results on a 2-core CPU in hours; README: run times); paper: the paper's "
+        "sizes and schedule; tiny: smoke-test size.",
     )
     parser.add_argument(
         "--generator-loss",

@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=sorted(presets), default="quick",
         help=f"quick: reduced model ({presets['quick']['model_preset']}) and epochs for a CPU; "
         f"cpu: the same model with the cpu training recipe but {presets['cpu']['normalization']} "
-        f"normalisation, {presets['cpu']['epochs']} epochs (the strongest measured on a 2-core "
-        "CPU; README: run times); "
+        f"normalisation, {presets['cpu']['epochs']} epochs (for real results on a 2-core "
+        "CPU in hours; README: run times); "
         f"paper: the paper's model sizes, up to {presets['paper']['epochs']} epochs with early "
         "stopping on validation UA.",
     )

@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="quick: reduced network and epochs, a demo in minutes; cpu: "
         f"{presets['cpu']['units']} units with the cpu training recipe, early stopping "
         f"(patience {presets['cpu']['patience']}, at most {presets['cpu']['epochs']} "
-        f"epochs), {presets['cpu']['folds']} LOSO folds per corpus and every LOCO fold (the "
-        "strongest for a 2-core CPU; README: run times); paper: "
+        f"epochs), {presets['cpu']['folds']} LOSO folds per corpus and every LOCO fold (for "
+        "real results on a 2-core CPU in hours; README: run times); paper: "
         f"{presets['paper']['units']} units, early stopping (patience "
         f"{presets['paper']['patience']}, at most {presets['paper']['epochs']} epochs).",
     )

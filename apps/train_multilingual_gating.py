@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="quick",
         help="quick: reduced model, epochs and repeats for a CPU; cpu: the CPU-sized model "
         f"with the cpu training recipe, {presets['cpu']['epochs']} epochs, "
-        f"{presets['cpu']['repeats']} repeats (the strongest measured on a 2-core CPU; "
+        f"{presets['cpu']['repeats']} repeats (for real results on a 2-core CPU in hours; "
         "README: run times); paper: the paper's sizes, "
         f"{presets['paper']['epochs']} epochs, {presets['paper']['repeats']} repeats, "
         f"{presets['paper']['ablation']}-language ablation.",

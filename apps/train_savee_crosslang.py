@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(presets),
         default="quick",
         help="quick: reduced model and epochs, a demo in minutes; cpu: the CPU-sized model "
-        f"with the cpu training recipe, {presets['cpu']['epochs']} epochs, all folds (the "
-        "strongest measured on a 2-core CPU; README: run times); paper: the paper's sizes, "
+        f"with the cpu training recipe, {presets['cpu']['epochs']} epochs, all folds (for "
+        "real results on a 2-core CPU in hours; README: run times); paper: the paper's sizes, "
         f"{presets['paper']['epochs']} epochs (early stopping on validation UA).",
     )
     parser.add_argument(

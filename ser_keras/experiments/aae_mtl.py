@@ -133,7 +133,7 @@ PRETRAIN_PANEL = ("pre-training (additional speech)", ("speaker_loss", "gender_l
 # pre-training epochs. "quick" is a REDUCED configuration that makes the
 # default run finish in minutes on a 2-core CPU: the latif2020_cpu
 # architecture, Adam(1e-3) (SGD at 1e-4 learns next to nothing in a few
-# epochs), the first 2 folds. "cpu" is the strongest configuration for a
+# epochs), the first 2 folds. "cpu" is the configuration for real results on a
 # 2-core CPU: the same architecture and optimizer with the "cpu" training
 # recipe (ser_keras.training.recipe), every fold, more epochs (README: run
 # times). "tiny" is smoke-test size (cpu_small) for tests.

@@ -38,7 +38,7 @@ SETTINGS = {
 # minutes on a 2-core CPU (printed at start so nobody mistakes it for the
 # paper's); "paper" holds the paper's sizes and 300 epochs with early stopping
 # on validation UA (the patience is ours: the paper gives none); "cpu" is the
-# strongest configuration measured on a 2-core CPU: the CPU-sized model with
+# configuration for real results on a 2-core CPU in hours: the CPU-sized model with
 # the "cpu" training recipe (ser_keras.training.recipe; README: run times).
 PRESETS = {
     "quick": {

@@ -103,7 +103,7 @@ PRESETS = {
         "synthetic_per_emotion": 3,
         "synthetic_emodb_per_emotion": 2,
     },
-    # The strongest configuration for a 2-core CPU (README: run times): the
+    # For real results on a 2-core CPU in hours (README: run times): the
     # "cpu" training recipe (ser_keras.training.recipe), half the paper's
     # units, early stopping, LOSO limited to a few test speakers per corpus
     # (every LOCO fold).
