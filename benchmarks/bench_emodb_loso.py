@@ -89,7 +89,6 @@ def main(argv=None) -> int:
     from ser_keras.data.pipeline import compute_features, num_batches
     from ser_keras.data.splits import leave_one_speaker_out
     from ser_keras.evaluation import reports
-    from ser_keras.evaluation.metrics import mean_and_spread
     from ser_keras.features.logmel import LogMel
     from ser_keras.models.attention_cnn_blstm import AttentionCNNBLSTM
     from ser_keras.training.runner import RunState, Split, fit_and_evaluate
@@ -175,29 +174,38 @@ def main(argv=None) -> int:
                      f"recalibration ({'kept' if recalibration['kept'] else 'undone'})"
                      if recalibration and recalibration["layers"] else "")
                   + f", {time.time() - started:.0f} s elapsed)", flush=True)
-        wa = mean_and_spread([100 * r["wa"] for r in fold_results])
-        ua = mean_and_spread([100 * r["ua"] for r in fold_results])
-        pooled = np.sum([np.asarray(r["confusion"]) for r in fold_results], axis=0)
-        # Pooled over the folds' test utterances, as the openSMILE + SVM
-        # reference (cross_val_predict over LeaveOneGroupOut) reports them.
-        pooled_wa = 100 * np.trace(pooled) / max(pooled.sum(), 1)
-        pooled_ua = 100 * np.mean(np.diag(pooled) / np.maximum(pooled.sum(axis=1), 1))
-        summary["settings"][setting] = {
-            "wa": wa[0], "wa_std": wa[1], "ua": ua[0], "ua_std": ua[1],
-            "pooled_wa": float(pooled_wa), "pooled_ua": float(pooled_ua),
-            "folds": [{"wa": 100 * r["wa"], "ua": 100 * r["ua"],
-                       "best_validation_ua": 100 * r["best_validation"],
-                       "batch_norm_recalibration": r.get("batch_norm_recalibration")}
-                      for r in fold_results],
-            "confusion": pooled.tolist(),
-        }
-        print(f"[{setting}] mean over {len(fold_results)} folds: WA {wa[0]:.1f} ± {wa[1]:.1f}, "
-              f"UA {ua[0]:.1f} ± {ua[1]:.1f}; pooled WA {pooled_wa:.1f}, UA {pooled_ua:.1f}",
-              flush=True)
+        entry = setting_summary(fold_results)
+        for fold, result in zip(entry["folds"], fold_results, strict=True):
+            fold.update(best_validation_ua=100 * result["best_validation"],
+                        batch_norm_recalibration=result.get("batch_norm_recalibration"))
+        summary["settings"][setting] = entry
+        print(f"[{setting}] mean over {len(fold_results)} folds: WA {entry['wa']:.1f} ± "
+              f"{entry['wa_std']:.1f}, UA {entry['ua']:.1f} ± {entry['ua_std']:.1f}; pooled WA "
+              f"{entry['pooled_wa']:.1f}, UA {entry['pooled_ua']:.1f}", flush=True)
     summary["elapsed_seconds"] = round(time.time() - started, 1)
     reports.write_json_atomic(state.out_dir / "results.json", summary)
     print(f"Wrote {state.out_dir / 'results.json'} in {summary['elapsed_seconds']:.0f} s")
     return 0
+
+
+def setting_summary(fold_results) -> dict:
+    """Mean ± sd over folds and the pooled scores (percent) of a setting's fold results."""
+    import numpy as np
+
+    from ser_keras.evaluation.metrics import mean_and_spread
+
+    wa = mean_and_spread([100 * r["wa"] for r in fold_results])
+    ua = mean_and_spread([100 * r["ua"] for r in fold_results])
+    pooled = np.sum([np.asarray(r["confusion"]) for r in fold_results], axis=0)
+    # Pooled over the folds' test utterances, as the openSMILE + SVM
+    # reference (cross_val_predict over LeaveOneGroupOut) reports them.
+    return {
+        "wa": wa[0], "wa_std": wa[1], "ua": ua[0], "ua_std": ua[1],
+        "pooled_wa": float(100 * np.trace(pooled) / max(pooled.sum(), 1)),
+        "pooled_ua": float(100 * np.mean(np.diag(pooled) / np.maximum(pooled.sum(axis=1), 1))),
+        "folds": [{"wa": 100 * r["wa"], "ua": 100 * r["ua"]} for r in fold_results],
+        "confusion": pooled.tolist(),
+    }
 
 
 def ensemble(args, settings, folds, features, labels, label_map, started) -> int:
@@ -208,7 +216,7 @@ def ensemble(args, settings, folds, features, labels, label_map, started) -> int
     import numpy as np
 
     from ser_keras.evaluation import reports
-    from ser_keras.evaluation.metrics import mean_and_spread, summarize
+    from ser_keras.evaluation.metrics import summarize
 
     runs = [pathlib.Path(run) for run in args.ensemble]
     configs = []
@@ -246,18 +254,10 @@ def ensemble(args, settings, folds, features, labels, label_map, started) -> int
             fold_results.append(result)
             print(f"[{setting}] {fold.name}: ensemble of {len(runs)}: WA "
                   f"{100 * result['wa']:.1f} UA {100 * result['ua']:.1f}", flush=True)
-        ua = mean_and_spread([100 * r["ua"] for r in fold_results])
-        wa = mean_and_spread([100 * r["wa"] for r in fold_results])
-        pooled = np.sum([np.asarray(r["confusion"]) for r in fold_results], axis=0)
-        summary["settings"][setting] = {
-            "wa": wa[0], "wa_std": wa[1], "ua": ua[0], "ua_std": ua[1],
-            "pooled_wa": float(100 * np.trace(pooled) / max(pooled.sum(), 1)),
-            "pooled_ua": float(100 * np.mean(np.diag(pooled) / np.maximum(pooled.sum(axis=1), 1))),
-            "folds": [{"wa": 100 * r["wa"], "ua": 100 * r["ua"]} for r in fold_results],
-            "confusion": pooled.tolist(),
-        }
-        print(f"[{setting}] ensemble mean over {len(fold_results)} folds: UA {ua[0]:.1f} ± "
-              f"{ua[1]:.1f}, WA {wa[0]:.1f} ± {wa[1]:.1f}", flush=True)
+        entry = setting_summary(fold_results)
+        summary["settings"][setting] = entry
+        print(f"[{setting}] ensemble mean over {len(fold_results)} folds: UA {entry['ua']:.1f} ± "
+              f"{entry['ua_std']:.1f}, WA {entry['wa']:.1f} ± {entry['wa_std']:.1f}", flush=True)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary["elapsed_seconds"] = round(time.time() - started, 1)

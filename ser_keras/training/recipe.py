@@ -355,6 +355,17 @@ def get_recipe(name: str) -> TrainingRecipe:
     return RECIPES[name]
 
 
+def batch_norm_layers(model) -> list:
+    """Every `keras.layers.BatchNormalization` layer of `model`, nested ones included."""
+    import keras
+
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
 def recalibrate_batch_norm(model, inputs, *, batch_size: int, seed: int = 0) -> int:
     """Replaces every batch-norm layer's moving statistics by those of `inputs`.
 
@@ -379,11 +390,7 @@ def recalibrate_batch_norm(model, inputs, *, batch_size: int, seed: int = 0) -> 
     import keras
     import numpy as np
 
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    layers = batch_norm_layers(model)
     if not layers:
         return 0
     if isinstance(inputs, dict):

@@ -358,14 +358,21 @@ def fit_and_evaluate(
 
     recalibration = None
     if recalibrate_batch_norm:
+        from ser_keras.training.recipe import batch_norm_layers
         from ser_keras.training.recipe import recalibrate_batch_norm as recalibrate
+
+        statistics = [
+            variable
+            for layer in batch_norm_layers(model)
+            for variable in (layer.moving_mean, layer.moving_variance)
+        ]
 
         def validation_ua():
             predictions = np.argmax(predict(validation), axis=-1)
             return 100 * metrics_lib.unweighted_accuracy(validation.labels[task], predictions)
 
         before = validation_ua()
-        moving = [np.array(v) for v in _batch_norm_statistics(model)]
+        moving = [np.array(variable) for variable in statistics]
         layers = recalibrate(
             model, train.inputs, batch_size=batch_size, seed=derived_seed(seed, 1)
         )
@@ -374,7 +381,7 @@ def fit_and_evaluate(
         # kept unless they lower the validation UA.
         kept = bool(layers) and after >= before
         if layers and not kept:
-            for variable, value in zip(_batch_norm_statistics(model), moving, strict=True):
+            for variable, value in zip(statistics, moving, strict=True):
                 variable.assign(value)
         recalibration = {
             "layers": layers,
@@ -410,16 +417,6 @@ def fit_and_evaluate(
     shutil.rmtree(fold_dir / "backup", ignore_errors=True)
     # Read back as a reused fold is, so that a fresh and a reused fold give equal results.
     return loaded_result(stored)
-
-
-def _batch_norm_statistics(model) -> list:
-    """The moving mean and variance variables of every batch-norm layer of `model`."""
-    return [
-        variable
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.BatchNormalization)
-        for variable in (layer.moving_mean, layer.moving_variance)
-    ]
 
 
 def _unreadable_fold_state(fold_dir: pathlib.Path) -> str | None:
