@@ -23,9 +23,12 @@ the nkululeko / audEERING recipe) is fitted on the same folds:
   speakers: the validation rows are the deep model's checkpoint-selection
   share, which the SVM does not need; unlabelled rows a setting adds for its
   unsupervised or auxiliary losses are left out) and scored once on the
-  fold's test rows, the deep model's. Before that, the speakers (with
-  utterance counts) the deep run's manifests say it trained, validated and
-  tested on are checked against the protocol's rows.
+  fold's test rows, the deep model's. A setting scored on part of the test
+  rows (multilingual_gating: one language) gives the SVM that part of both.
+  Before that, the speakers (with utterance counts) the deep run's manifests
+  say it trained, validated and tested on are checked against the
+  protocol's rows, and so is the number of rows it scored where the run
+  records it.
 
 Reported per setting: UA/WA per fold and pooled over folds, mean ± sd over
 seeds, the differences and ratios deep / reference, and a paired two-sided
@@ -39,6 +42,12 @@ test). Written to `--out`: `results.json`, `results.md` and `per_fold.png`.
     python -m benchmarks.bench_vs_reference --experiment aae_mtl \\
         --corpus emodb:../shared/data/emodb --corpus folder:en:DIR \\
         --preset cpu --seeds 3 --settings cnn,stl,mtl
+    python -m benchmarks.bench_vs_reference --experiment gender_naturalness \\
+        --corpus emodb:../shared/data/emodb --corpus ravdess:../shared/data/ravdess \\
+        --preset cpu --set protocol=loso --set networks=dnn --set aux=gender
+    python -m benchmarks.bench_vs_reference --experiment multilingual_gating \\
+        --corpus emodb:../shared/data/emodb --corpus ravdess:../shared/data/ravdess \\
+        --preset cpu --set split=speaker --settings base,multigate --set ablation=none
 
 `--corpus` fills the experiment's corpus fields in order:
 
@@ -48,7 +57,23 @@ test). Written to `--out`: `results.json`, `results.md` and `per_fold.png`.
   then `additional` (every further `--corpus`: speech without emotion labels
   for the unsupervised phases and the speaker and gender tasks; the SVM
   never sees it). Only `protocol=loso` (the default) is speaker-independent,
-  so only it is accepted.
+  so only it is accepted;
+- gender_naturalness: `corpora` (every corpus). One protocol per run:
+  `--set protocol=loso` (within-corpus leave-one-speaker-out; `--folds N`:
+  the first N speakers of each corpus) or `--set protocol=loco`
+  (leave-one-corpus-out; `--set loco_folds=N`), to be given with 2+
+  corpora or the synthetic ones. The settings are the experiment's
+  `<network>_<variant>` models (DNN/LSTM with the ELM back-end; STL,
+  Gender-, Naturalness-, ALL-MTL), chosen with `--set networks=...` and
+  `--set aux=...`, not `--settings`;
+- multilingual_gating: `corpus` (every corpus; the loader gives each its
+  language). Only `split=speaker` is speaker-independent, so only it is
+  accepted (`--set split=speaker`). `--folds N`: N repeats. `--settings`
+  picks the Table 3 variants; each is compared per language, as the
+  setting `<variant>/<language>`, the SVM trained on that language's rows
+  only (the deep model trains on every language's). The labels are in the
+  union of the languages' classes (the class count and chance UA reported
+  are the union's), of which a language's SVM learns its own.
 
 Without `--corpus` the experiment's synthetic corpora are used. Needs
 openSMILE: `pip install -e ".[reference]"`.
@@ -57,9 +82,9 @@ Adding an experiment: a `BenchExperiment` entry in `EXPERIMENTS` naming its
 class, the configuration fields `--corpus` fills in order (a tuple-valued
 last field takes every remaining corpus), and a `protocol`
 function that returns a `Protocol` (data rows, folds, training rows per
-setting and fold) from the experiment object, plus `deep_scores` reading the
-per-fold UA/WA and the pooled confusion matrix of a setting from its
-`results.json`.
+setting and fold, optionally the rows each setting scores) from the
+experiment object, plus `deep_scores` reading the per-fold UA/WA and the
+pooled confusion matrix of a setting from its `results.json`.
 """
 
 from __future__ import annotations
@@ -102,12 +127,23 @@ class Protocol:
             validation and test row indices into `data["utterances"]`).
         train_rows: Setting -> one array of training rows per fold (the
             fold's `train` plus whatever the setting adds, e.g. another
-            corpus), exactly as the experiment trains on them.
+            corpus), exactly as the experiment trains on them. Its keys are
+            the settings compared, in order.
+        scored_rows: Setting -> the rows it is scored on, for a setting that
+            scores part of the fold's test rows (multilingual_gating: one
+            language's); the SVM then learns from the deep model's labelled
+            rows among them and is tested on the fold's test rows among
+            them. None (or a setting not named): every row.
+        run_data: What the experiment's `load_data` returns inside `run()`
+            when that is not `data` itself (e.g. gender_naturalness's
+            `FrameData`, of which `data` holds the rows and labels).
     """
 
     data: dict
     folds: list
     train_rows: dict[str, list[np.ndarray]]
+    scored_rows: dict[str, np.ndarray] | None = None
+    run_data: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,20 +154,30 @@ class BenchExperiment:
         target: `"module:Class"` of the `Experiment` subclass.
         corpus_fields: Configuration fields filled from `--corpus`, in order
             (the first is the corpus evaluated). The last may be a
-            tuple-valued field (default `()`): it takes every remaining
-            corpus.
-        settings_field: The configuration field listing the settings run.
+            tuple-valued field (`tuple[...]`, default `()` or None): it takes
+            every remaining corpus.
+        settings_field: The configuration field `--settings` fills; None:
+            the settings follow from other fields, and `--settings` is
+            refused with `settings_note`.
         protocol: `experiment -> Protocol`.
-        deep_scores: `(results, setting) -> (folds, confusion)`: the
-            `results.json` fold entries (each with `fold`, `ua`, `wa` in
-            percent and `test_speakers`) and the pooled confusion matrix.
+        deep_scores: `(results, setting, fold_dir) -> (folds, confusion)`:
+            the `results.json` fold entries (each with `fold`, `ua`, `wa` in
+            percent, the manifest's `train_speakers`, `validation_speakers`
+            and `test_speakers`, and, where known, `num_test`: the rows
+            scored) and the pooled confusion matrix; `fold_dir(setting,
+            fold)` is a fold's folder of the deep run.
+        folds_field: The configuration field `--folds` fills.
+        settings_note: How the settings are chosen when `settings_field` is
+            None (the refusal of `--settings` says it).
     """
 
     target: str
     corpus_fields: tuple[str, ...]
-    settings_field: str
+    settings_field: str | None
     protocol: Callable[[object], Protocol]
-    deep_scores: Callable[[dict, str], tuple[list[dict], np.ndarray]]
+    deep_scores: Callable[[dict, str, Callable], tuple[list[dict], np.ndarray]]
+    folds_field: str = "folds"
+    settings_note: str = ""
 
     def experiment_class(self):
         module, name = self.target.split(":")
@@ -199,10 +245,137 @@ def aae_mtl_protocol(experiment) -> Protocol:
     return Protocol(data=data, folds=list(folds), train_rows=train_rows)
 
 
-def settings_deep_scores(results: dict, setting: str):
+def gender_naturalness_protocol(experiment) -> Protocol:
+    """Paper 001: one protocol's folds (within-corpus LOSO or LOCO), every network and variant.
+
+    The settings are the experiment's models `<network>_<variant>` (e.g.
+    `dnn_stl`, `lstm_all`), each scored as the experiment scores it: the
+    network trained on the fold's training rows (checkpoint chosen on its
+    validation rows), the ELM back-end fitted on the training rows. All of
+    them train on the fold's rows, and every row has an emotion label (the
+    four classes), so every setting's SVM is one fit on the fold's training +
+    validation rows. LOCO folds are the experiment's: a corpus split into its
+    acted and natural parts leaves the tested speakers' other part out of
+    training, for the SVM too. `GenderNaturalness.load_data` gives a
+    `FrameData`; `run()` is given that very object (`run_data`).
+
+    Raises:
+        ValueError: The configuration runs both protocols (`protocol`
+            "both", or None with 2+ corpora or the synthetic ones): the
+            benchmark compares one protocol's folds per run.
+    """
+    config = experiment.config
+    if len(config.protocols) != 1:
+        raise ValueError(
+            "--set protocol: the benchmark compares one protocol's folds per run; give "
+            "protocol=loso or protocol=loco (None runs both with 2+ corpora or the synthetic "
+            f"ones). Received: {config.protocol!r}"
+        )
+    (name,) = config.protocols
+    frame_data = experiment.load_data(*experiment.corpus_specs())
+    folds, _ = experiment.folds(name, frame_data)
+    data = {
+        "utterances": frame_data.utterances,
+        "labels": frame_data.labels["emotion"],
+        "class_names": frame_data.class_names,
+    }
+    train_rows = {
+        f"{network}_{variant}": [np.asarray(fold.train, np.int64) for fold in folds]
+        for network in config.networks
+        for variant in config.variants
+    }
+    return Protocol(data=data, folds=list(folds), train_rows=train_rows, run_data=frame_data)
+
+
+def multilingual_gating_protocol(experiment) -> Protocol:
+    """Paper 003: the speaker split's repeats as folds; one setting per variant and language.
+
+    Every Table 3 variant is trained once per repeat on all languages'
+    training rows and scored per language (its head for that language; the
+    `base` variant's shared head). The setting `<variant>/<language>`
+    (e.g. `multigate/de`) is that score; its SVM learns from the language's
+    training + validation rows only and is tested on the language's test
+    rows (`scored_rows`), the deep model's. Labels: the union of the
+    languages' classes (`MultilingualData.union_labels`), so an SVM of one
+    language only ever predicts that language's classes. Table 4's ablation
+    models are not compared (`--set ablation=none` skips them).
+
+    Raises:
+        ValueError: The configuration's split is not `"speaker"` (the
+            paper's random split tests utterances of speakers it trains on).
+    """
+    from ser_keras.data.splits import Fold
+
+    config = experiment.config
+    if config.split != "speaker":
+        raise ValueError(
+            "--set split: the benchmark compares speaker-independent folds and needs "
+            f"split=speaker. Received: {config.split!r}"
+        )
+    model_preset = experiment.model_preset()
+    _, use_egemaps, _ = experiment.resolve_experts(model_preset)
+    multilingual = experiment.load_data(*experiment.corpus_specs(), model_preset, use_egemaps)
+    # Named as `MultilingualGating.train_setting` names its repeats (the run's
+    # fold names are checked against these).
+    folds = [
+        Fold(name=f"r{repeat + 1}", train=train, validation=validation, test=test)
+        for repeat, (train, validation, test) in enumerate(experiment.splits(multilingual))
+    ]
+    data = {
+        "utterances": multilingual.utterances,
+        "labels": multilingual.union_labels,
+        "class_names": list(multilingual.union),
+    }
+    train_rows, scored_rows = {}, {}
+    for variant in config.variants:
+        for language in multilingual.languages:
+            setting = f"{variant}/{language}"
+            train_rows[setting] = [np.asarray(fold.train, np.int64) for fold in folds]
+            scored_rows[setting] = multilingual.rows_of(language)
+    return Protocol(
+        data=data, folds=folds, train_rows=train_rows, scored_rows=scored_rows,
+        run_data=multilingual,
+    )
+
+
+def settings_deep_scores(results: dict, setting: str, fold_dir=None):
     """`results["settings"][setting]`'s fold entries and pooled confusion."""
     entry = results["settings"][setting]
     return entry["folds"], np.asarray(entry["confusion"])
+
+
+def gender_naturalness_deep_scores(results: dict, setting: str, fold_dir=None):
+    """The fold entries and pooled confusion of `<network>_<variant>` in the one protocol run."""
+    (summary,) = results["protocols"].values()
+    network, variant = setting.split("_", 1)
+    entry = summary[network][variant]
+    return entry["folds"], np.asarray(entry["confusion"])
+
+
+def multilingual_gating_deep_scores(results: dict, setting: str, fold_dir):
+    """`<variant>/<language>`: the language's UA/WA per repeat, its confusion pooled over them.
+
+    The scores are `results.json`'s; each repeat's confusion matrix of the
+    language is its `languages.json` (in the fold's folder), in the classes
+    of the language's head (the union's for `base`), the same in every
+    repeat: only its pooled UA and WA are reported.
+    """
+    variant, language = setting.rsplit("/", 1)
+    folds, pooled = [], 0
+    for entry in results["folds"][variant]:
+        record = json.loads((fold_dir(variant, entry["fold"]) / "languages.json").read_text())
+        pooled = pooled + np.asarray(record["languages"][language]["confusion"], np.int64)
+        folds.append(
+            {
+                "fold": entry["fold"],
+                **{key: entry["languages"][language][key] for key in ("ua", "wa", "num_test")},
+                **{
+                    part: entry[part]
+                    for part in ("train_speakers", "validation_speakers", "test_speakers")
+                },
+            }
+        )
+    return folds, pooled
 
 
 EXPERIMENTS = {
@@ -219,6 +392,23 @@ EXPERIMENTS = {
         settings_field="settings",
         protocol=aae_mtl_protocol,
         deep_scores=settings_deep_scores,
+    ),
+    "gender_naturalness": BenchExperiment(
+        target="ser_keras.experiments.gender_naturalness:GenderNaturalness",
+        corpus_fields=("corpora",),
+        settings_field=None,
+        settings_note="its settings are every network and variant of --set networks=dnn,lstm "
+        "and --set aux=gender,naturalness (aux=none: STL only)",
+        protocol=gender_naturalness_protocol,
+        deep_scores=gender_naturalness_deep_scores,
+    ),
+    "multilingual_gating": BenchExperiment(
+        target="ser_keras.experiments.multilingual_gating:MultilingualGating",
+        corpus_fields=("corpus",),
+        settings_field="variants",
+        folds_field="repeats",
+        protocol=multilingual_gating_protocol,
+        deep_scores=multilingual_gating_deep_scores,
     ),
 }
 
@@ -400,9 +590,10 @@ def build_config(entry: BenchExperiment, args, seed: int, out_dir: pathlib.Path)
             f"{', '.join(config_class.PRESETS)}."
         )
     corpora, fields = list(args.corpus or ()), entry.corpus_fields
-    defaults = {field.name: field.default for field in dataclasses.fields(config_class)}
-    # A tuple-valued last field (aae_mtl's `additional`) takes every remaining corpus.
-    many = isinstance(defaults.get(fields[-1]), tuple)
+    last = next(field for field in dataclasses.fields(config_class) if field.name == fields[-1])
+    # A tuple-valued last field (aae_mtl's `additional`, gender_naturalness's
+    # `corpora`) takes every remaining corpus.
+    many = isinstance(last.default, tuple) or str(last.type).startswith("tuple")
     if len(corpora) > len(fields) and not many:
         raise ValueError(
             f"--corpus: {args.experiment} takes at most {len(fields)} corpora "
@@ -417,11 +608,16 @@ def build_config(entry: BenchExperiment, args, seed: int, out_dir: pathlib.Path)
             raise ValueError(f"--set takes KEY=VALUE. Received: {item!r}")
         overrides[name.strip().replace("-", "_")] = parse_value(value)
     if args.settings:
+        if entry.settings_field is None:
+            raise ValueError(
+                f"--settings: {args.experiment} takes no list of settings: {entry.settings_note}. "
+                f"Received: {args.settings!r}"
+            )
         overrides[entry.settings_field] = tuple(
             name.strip() for name in args.settings.split(",") if name.strip()
         )
     if args.folds is not None:
-        overrides["folds"] = args.folds
+        overrides[entry.folds_field] = args.folds
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     overrides.update(
@@ -459,8 +655,8 @@ def run(args) -> dict:
         raise ValueError(
             'the reference needs openSMILE, which is not installed: pip install -e ".[reference]"'
         )
-    settings = list(getattr(configs[0], entry.settings_field))
     experiment_class = entry.experiment_class()
+    settings = None  # the first seed's protocol names them
     started = time.time()
     runs = []  # one entry per (seed, setting, fold)
     fitted = {}  # (seed, feature set, training rows, test rows) -> predictions
@@ -470,6 +666,12 @@ def run(args) -> dict:
         print(f"\n##### seed {seed}", flush=True)
         experiment = experiment_class(config)
         protocol = entry.protocol(experiment)
+        if settings is None:
+            settings = list(protocol.train_rows)
+        elif list(protocol.train_rows) != settings:
+            raise RuntimeError(
+                f"seed {seed}: the settings {list(protocol.train_rows)} differ from {settings}."
+            )
         data = protocol.data
         utterances, labels = data["utterances"], np.asarray(data["labels"])
         class_names = list(data["class_names"])
@@ -484,10 +686,14 @@ def run(args) -> dict:
             features[feature_set] = np.full((len(utterances), raw.shape[1]), np.nan, np.float32)
             features[feature_set][scored] = normalize_per_speaker(raw, speakers)
         # The deep model: the experiment's own run, on the very data (so folds) above.
-        experiment.load_data = lambda data=data: data
+        run_data = data if protocol.run_data is None else protocol.run_data
+        experiment.load_data = lambda *_, run_data=run_data: run_data
         results = experiment.run().results
         for setting in settings:
-            deep_folds, deep_confusion = entry.deep_scores(results, setting)
+            deep_folds, deep_confusion = entry.deep_scores(
+                results, setting, experiment.state.fold_dir
+            )
+            scored = (protocol.scored_rows or {}).get(setting)
             if [f["fold"] for f in deep_folds] != [fold.name for fold in protocol.folds]:
                 raise RuntimeError(
                     f"{setting}: the experiment ran the folds "
@@ -508,6 +714,17 @@ def run(args) -> dict:
                         f"{setting}, fold {fold.name}: the deep model was tested on "
                         f"{deep['test_speakers']}, the reference on {test_manifest}."
                     )
+                if scored is not None:
+                    # The setting scores part of the test rows (one language):
+                    # the SVM learns from and is tested on that part only.
+                    reference_train = reference_train[np.isin(reference_train, scored)]
+                    test = test[np.isin(test, scored)]
+                    test_manifest = split_manifest(utterances, [], [], test)["test_speakers"]
+                if deep.get("num_test") is not None and deep["num_test"] != test.size:
+                    raise RuntimeError(
+                        f"{setting}, fold {fold.name}: the deep model scored "
+                        f"{deep['num_test']} test rows, the reference {test.size}."
+                    )
                 deep_train = merged_counts(deep["train_speakers"] + deep["validation_speakers"])
                 protocol_train = split_manifest(utterances, deep_rows, [], [])["train_speakers"]
                 if deep_train != protocol_train:
@@ -527,7 +744,7 @@ def run(args) -> dict:
                     "num_reference_train_rows": int(reference_train.size),
                 }
                 leaked = {e["speaker"] for e in test_manifest} & {
-                    e["speaker"] for e in protocol_train
+                    e["speaker"] for e in protocol_train + manifest["train_speakers"]
                 }
                 if leaked:
                     raise RuntimeError(f"{fold.name}: test speakers {leaked} in the SVM's rows.")
@@ -785,20 +1002,33 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--experiment", required=True, choices=sorted(EXPERIMENTS))
+    parser.add_argument(
+        "--experiment", required=True, choices=sorted(EXPERIMENTS),
+        help="The experiment whose deep model is compared (its corpus fields: see --corpus).",
+    )
     parser.add_argument(
         "--corpus", action="append", metavar="KIND:DIR",
         help="A corpus (a folder or a manifest, as the loaders read it), repeated: they fill "
         "the experiment's corpus fields in order (fu_savee_crosslang: savee, the corpus "
         "evaluated leave-one-speaker-out, then emodb, the cross-language corpus; aae_mtl: "
         "labelled, the emotional corpus evaluated leave-one-speaker-out, then additional, "
-        "every further corpus, speech without emotion labels, e.g. folder:en:DIR). None: "
-        "synthetic corpora.",
+        "every further corpus, speech without emotion labels, e.g. folder:en:DIR; "
+        "gender_naturalness: corpora, every corpus, evaluated with --set protocol=loso or "
+        "loco; multilingual_gating: corpus, every corpus, the loader giving its language, "
+        "with --set split=speaker). None: synthetic corpora.",
     )
     parser.add_argument("--preset", default="quick", help="The experiment's preset.")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds 0..N-1.")
-    parser.add_argument("--settings", default=None, help="Comma-separated settings to run.")
-    parser.add_argument("--folds", type=int, default=None, help="Only the first N folds.")
+    parser.add_argument(
+        "--settings", default=None,
+        help="Comma-separated settings to run (multilingual_gating: variants, each compared "
+        "per language; gender_naturalness: none, see --set networks / aux).",
+    )
+    parser.add_argument(
+        "--folds", type=int, default=None,
+        help="Only the first N folds (gender_naturalness: per corpus; multilingual_gating: "
+        "N repeats).",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="Maximum epochs per fold.")
     parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE",

@@ -233,6 +233,13 @@ class MultiTaskModel(keras.Model):
         self._label_smoothing = float(label_smoothing)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def get_compile_config(self):
+        """Keras' compile configuration plus `label_smoothing` (a loaded model trains alike)."""
+        config = super().get_compile_config()
+        if config:
+            config["label_smoothing"] = getattr(self, "_label_smoothing", 0.0)
+        return config
+
     def compile_from_config(self, config):
         """Recompiles a loaded model (`.keras`) with its saved optimizer and settings."""
         config = keras.saving.deserialize_keras_object(config)

@@ -172,6 +172,20 @@ def test_label_smoothing_changes_the_training_loss_only():
         model.compile(optimizer="sgd", label_smoothing=1.0)
 
 
+def test_label_smoothing_survives_saving_and_loading(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = _tiny_model(with_batch_norm=False)
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = {"emotion": np.array([0, 1, 2, 0, 1, 2, 0, 1])}
+    model.compile(optimizer="sgd", label_smoothing=0.3)
+    model.train_on_batch(x, y)
+    expected = float(model.compute_loss(x, y, training=True))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert float(loaded.compute_loss(x, y, training=True)) == pytest.approx(expected, rel=1e-5)
+    assert float(loaded.compute_loss(x, y, training=False)) != pytest.approx(expected)
+
+
 def test_recalibration_sets_the_exact_statistics_of_the_data():
     keras.utils.set_random_seed(1)
     model = _tiny_model()

@@ -1,0 +1,183 @@
+"""Two settings of `bench_vs_reference` runs against each other, paired over folds and seeds.
+
+The papers' orderings (multi-task against single-task, cross-language
+against one corpus, the AAE against its CNN) are claims about two settings
+on the same folds. `bench_vs_reference` writes every (seed, setting, fold)
+deep score in its `results.json` (`runs`); this tool pairs two settings'
+scores on the same (seed, fold), from one run or from two runs of the same
+experiment and folds, and tests the difference:
+
+```
+python -m benchmarks.compare_settings runs/s3/main_cpu_mtl:mtl runs/s3/main_cpu_stl:stl
+python -m benchmarks.compare_settings runs/s3/aae_cpu:mtl runs/s3/aae_cpu:cnn
+```
+
+The first setting is compared with the second (the baseline): the mean
+difference in UA, the number of pairs it wins, and two Wilcoxon signed-rank
+tests (two-sided): over every (fold, seed) pair, and over the folds with
+each fold's UA averaged over the seeds both settings ran (the folds are the
+independent units; seeds of one fold share its test speaker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+
+def parse_side(text: str) -> tuple[pathlib.Path, str]:
+    """`"RUN_DIR_OR_RESULTS_JSON:SETTING"` -> `(results.json path, setting)`.
+
+    Raises:
+        ValueError: No `:SETTING`, or no results.json there.
+    """
+    path, separator, setting = text.rpartition(":")
+    if not separator or not path or not setting:
+        raise ValueError(f"expected RUN_DIR:SETTING (e.g. runs/x:stl). Received: {text!r}")
+    results = pathlib.Path(path)
+    if results.is_dir():
+        results = results / "results.json"
+    if not results.is_file():
+        raise ValueError(f"no results.json of bench_vs_reference at {path!r}. Received: {text!r}")
+    return results, setting
+
+
+def deep_scores(results: dict, setting: str, metric: str = "ua") -> dict[tuple[int, str], float]:
+    """`(seed, fold) -> deep score` of one setting in a `bench_vs_reference` results dict.
+
+    Raises:
+        ValueError: The results hold no run of `setting`.
+    """
+    scores = {
+        (int(run["seed"]), str(run["fold"])): float(run["deep"][metric])
+        for run in results.get("runs", [])
+        if run.get("setting") == setting
+    }
+    if not scores:
+        found = sorted({run.get("setting") for run in results.get("runs", [])})
+        raise ValueError(f"no runs of setting {setting!r} (the results hold {found}).")
+    return scores
+
+
+def compare(scores: dict, baseline_scores: dict) -> dict:
+    """The paired comparison of two `deep_scores` dicts on their shared (seed, fold) pairs.
+
+    Raises:
+        ValueError: No shared pair, or the shared pairs' test speakers differ
+            (checked by the caller through `test_speakers`).
+    """
+    from ser_keras.evaluation.statistics import wilcoxon_signed_rank
+
+    pairs = sorted(set(scores) & set(baseline_scores))
+    if not pairs:
+        raise ValueError(
+            "the two settings share no (seed, fold) pair. Received seeds/folds "
+            f"{sorted(scores)} and {sorted(baseline_scores)}"
+        )
+    a = np.array([scores[p] for p in pairs])
+    b = np.array([baseline_scores[p] for p in pairs])
+    folds = sorted({fold for _, fold in pairs})
+    seeds = sorted({seed for seed, _ in pairs})
+    fold_a = np.array([np.mean([scores[p] for p in pairs if p[1] == f]) for f in folds])
+    fold_b = np.array([np.mean([baseline_scores[p] for p in pairs if p[1] == f]) for f in folds])
+    return {
+        "pairs": len(pairs),
+        "seeds": seeds,
+        "folds": folds,
+        "mean": float(a.mean()),
+        "baseline_mean": float(b.mean()),
+        "mean_difference": float((a - b).mean()),
+        "wins": int((a > b).sum()),
+        "ties": int((a == b).sum()),
+        "per_fold_difference": {
+            f: float(x - y) for f, x, y in zip(folds, fold_a, fold_b, strict=True)
+        },
+        "wilcoxon_pairs": wilcoxon_signed_rank(a, b),
+        "wilcoxon_folds": wilcoxon_signed_rank(fold_a, fold_b),
+    }
+
+
+def test_speakers(results: dict, setting: str) -> dict[tuple[int, str], list]:
+    """`(seed, fold) -> test speakers` of a setting's runs (to check the folds match)."""
+    return {
+        (int(run["seed"]), str(run["fold"])): [s["speaker"] for s in run.get("test_speakers", [])]
+        for run in results.get("runs", [])
+        if run.get("setting") == setting
+    }
+
+
+def _p(test: dict) -> str:
+    return "–" if test["p_value"] is None else f"{test['p_value']:.3g}"
+
+
+def markdown(name: str, baseline_name: str, result: dict, metric: str) -> str:
+    """The comparison as a short markdown table and a per-fold line."""
+    metric_name = metric.upper()
+    lines = [
+        f"| {name} − {baseline_name} | {metric_name} {name} | {metric_name} {baseline_name} "
+        "| mean difference | wins | Wilcoxon p, (fold, seed) pairs | Wilcoxon p, folds |",
+        "|---|---:|---:|---:|---:|---|---|",
+        f"| {len(result['seeds'])} seed(s) x {len(result['folds'])} folds "
+        f"| {result['mean']:.1f} | {result['baseline_mean']:.1f} "
+        f"| {result['mean_difference']:+.1f} | {result['wins']} of {result['pairs']} "
+        f"| {_p(result['wilcoxon_pairs'])} (n={result['wilcoxon_pairs']['n']}) "
+        f"| {_p(result['wilcoxon_folds'])} (n={result['wilcoxon_folds']['n']}) |",
+        "",
+        "Per fold (seed mean), difference: "
+        + ", ".join(f"{f} {d:+.1f}" for f, d in result["per_fold_difference"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare_settings",
+        description=__doc__.split("\n\n")[0]
+        + ". Pairs the two settings' deep scores on the same (seed, fold) and tests them.",
+    )
+    parser.add_argument("setting", help="RUN_DIR:SETTING, the setting tested.")
+    parser.add_argument("baseline", help="RUN_DIR:SETTING, the setting it is compared with.")
+    parser.add_argument("--metric", choices=("ua", "wa"), default="ua")
+    parser.add_argument("--json", type=pathlib.Path, help="Also write the comparison here.")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        sides = [parse_side(args.setting), parse_side(args.baseline)]
+    except ValueError as error:
+        parser.error(str(error))
+    (path_a, setting_a), (path_b, setting_b) = sides
+    results_a = json.loads(path_a.read_text())
+    results_b = json.loads(path_b.read_text())
+    try:
+        scores_a = deep_scores(results_a, setting_a, args.metric)
+        scores_b = deep_scores(results_b, setting_b, args.metric)
+        speakers_a = test_speakers(results_a, setting_a)
+        speakers_b = test_speakers(results_b, setting_b)
+        mismatched = [
+            pair for pair in sorted(set(scores_a) & set(scores_b))
+            if speakers_a[pair] != speakers_b[pair]
+        ]
+        if mismatched:
+            raise ValueError(
+                f"the runs are not on the same folds: test speakers differ for {mismatched}"
+            )
+        result = compare(scores_a, scores_b)
+    except ValueError as error:
+        print(f"compare_settings: error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(setting_a, setting_b, result, args.metric))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
