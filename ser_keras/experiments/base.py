@@ -427,6 +427,7 @@ class Experiment:
                 pad_value,
                 source=f"pooled band statistics of the {len(utterances)} {source} utterances "
                 f"(all speakers), before {recipe.normalization} normalisation",
+                group=recipe.normalization,
             )
         self.log(
             f"Normalisation: every band z-normalised per {recipe.normalization} over its own "

@@ -1435,6 +1435,7 @@ class CrossLanguageValence(Experiment):
                 fallback_source=f"band statistics of the {served['corpus']} corpus "
                 f"({served['utterances']} utterances, the export domain), before per-corpus "
                 "normalisation",
+                group="corpus",
             )
         self.log(f"\nExporting the best multi-task model (features normalised {normalization}).")
         return self.export_best(

@@ -335,6 +335,11 @@ def _training_epsilon():
     return inspect.signature(standardize_per_speaker).parameters["epsilon"].default
 
 
+# Whose statistics a `SpeakerNormalization` serves (the recipe's per-speaker or
+# per-corpus normalisation).
+NORMALIZATION_GROUPS = ("speaker", "corpus")
+
+
 @dataclasses.dataclass(frozen=True)
 class SpeakerNormalization:
     """Speaker normalisation of an export: per-band statistics per speaker, with a fallback.
@@ -359,16 +364,22 @@ class SpeakerNormalization:
         epsilon: Added to the standard deviation; None takes
             `standardize_per_speaker`'s default (what training used unless
             it passed another).
+        group: Whose statistics the model was trained with: `"speaker"`
+            (enrol one speaker's audio) or `"corpus"` (enrol audio of one
+            corpus or recording setting, any speakers); said in the
+            metadata. The graph is the same.
 
     Raises:
         ValueError: No or unequal numbers of means and deviations, values
-            that are not finite, a negative deviation, an epsilon <= 0.
+            that are not finite, a negative deviation, an epsilon <= 0, a
+            group other than "speaker" or "corpus".
     """
 
     fallback_mean: tuple
     fallback_std: tuple
     fallback_source: str = "not stated"
     epsilon: float | None = None
+    group: str = "speaker"
 
     def __post_init__(self):
         mean = np.asarray(self.fallback_mean, dtype=np.float64)
@@ -386,6 +397,10 @@ class SpeakerNormalization:
         epsilon = _training_epsilon() if self.epsilon is None else self.epsilon
         if not (isinstance(epsilon, (int, float)) and np.isfinite(epsilon) and epsilon > 0):
             raise ValueError(f"`epsilon` must be a positive number; received {self.epsilon!r}.")
+        if self.group not in NORMALIZATION_GROUPS:
+            raise ValueError(
+                f"`group` must be one of {NORMALIZATION_GROUPS}; received {self.group!r}."
+            )
         if not isinstance(self.fallback_source, str):
             raise ValueError(
                 f"`fallback_source` must be a string; received {self.fallback_source!r}."
@@ -395,7 +410,7 @@ class SpeakerNormalization:
         object.__setattr__(self, "epsilon", float(epsilon))
 
     @classmethod
-    def from_features(cls, features, pad_value, *, source, epsilon=None):
+    def from_features(cls, features, pad_value, *, source, epsilon=None, group="speaker"):
         """The fallback of training features (before per-speaker standardisation).
 
         Args:
@@ -404,6 +419,7 @@ class SpeakerNormalization:
             pad_value: The front-end's padding value.
             source: `fallback_source`.
             epsilon: As the constructor's.
+            group: As the constructor's.
 
         Returns:
             A `SpeakerNormalization` whose fallback is `band_statistics(
@@ -412,7 +428,7 @@ class SpeakerNormalization:
         from ser_keras.features.normalization import band_statistics
 
         mean, std = band_statistics(features, pad_value)
-        return cls(mean, std, fallback_source=source, epsilon=epsilon)
+        return cls(mean, std, fallback_source=source, epsilon=epsilon, group=group)
 
     @property
     def num_bands(self):
@@ -422,11 +438,15 @@ class SpeakerNormalization:
         """The `"speaker_normalization"` entry of an export's metadata."""
         return {
             "enabled": True,
-            "description": "features z-normalised per mel band with a speaker's statistics "
-            f"before the model: (x - band_mean) / (band_std + {self.epsilon:g}); frames whose "
-            f"every band is the padding value {pad_value:g} are kept. {ENROL_SIGNATURE!r} "
-            f"computes a speaker's statistics from enrolment audio, {ENROLLED_SIGNATURE!r} "
-            f"takes them, {SERVING_SIGNATURE!r} uses the fallback statistics.",
+            "description": f"features z-normalised per mel band with a {self.group}'s "
+            f"statistics before the model: (x - band_mean) / (band_std + {self.epsilon:g}); "
+            f"frames whose every band is the padding value {pad_value:g} are kept. "
+            f"{ENROL_SIGNATURE!r} computes a {self.group}'s statistics from enrolment audio "
+            + ("of that speaker" if self.group == "speaker" else "of that corpus or recording "
+               "setting (any of its speakers)")
+            + f", {ENROLLED_SIGNATURE!r} takes them, {SERVING_SIGNATURE!r} uses the fallback "
+            "statistics.",
+            "group": self.group,
             "epsilon": self.epsilon,
             "pad_value": pad_value,
             "fallback": {

@@ -103,6 +103,9 @@ def test_corpus_normalised_run_exports_with_the_domain_statistics(tmp_path, cach
     # enrol gives another corpus's.
     fallback = document["speaker_normalization"]["fallback"]
     assert "urdu corpus (24 utterances" in fallback["source"]
+    # Enrolment takes a corpus's audio, and the metadata says so.
+    assert document["speaker_normalization"]["group"] == "corpus"
+    assert "with a corpus's statistics" in document["speaker_normalization"]["description"]
     assert {"serving_default", "enrol", "serving_enrolled"} <= set(
         tf.saved_model.load(str(version)).signatures
     )

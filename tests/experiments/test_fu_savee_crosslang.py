@@ -225,6 +225,7 @@ def test_the_export_serves_the_speaker_normalisation(finished):
     metadata = load_metadata(result.export_path)
     assert metadata["speaker_normalization"]["enabled"] is True
     assert metadata["metadata"]["training_recipe"]["normalization"] == "speaker"
+    assert metadata["speaker_normalization"]["group"] == "speaker"
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(result.export_path))

@@ -398,6 +398,8 @@ def test_bad_speaker_normalisation_is_refused_before_writing(tmp_path):
         SpeakerNormalization([0.0, 0.0], [1.0, -1.0])
     with pytest.raises(ValueError, match="epsilon"):
         SpeakerNormalization([0.0], [1.0], epsilon=0.0)
+    with pytest.raises(ValueError, match="`group`.*'utterance'"):
+        SpeakerNormalization([0.0], [1.0], group="utterance")
     arguments = {"frontend": _frontend(), "label_names": {"emotion": EMOTIONS}}
     with pytest.raises(ValueError, match="holds statistics of 3 bands; the features have 8"):
         export_saved_model(
