@@ -50,3 +50,55 @@ def tiny_multitask_model(num_frames, num_mels, heads, *, units=6, seed=0):
         for task, classes in heads.items()
     }
     return MultiTaskModel(features, outputs)
+
+
+# The four emotions of paper 001 (Kim et al.), in the order the manifest
+# corpora of `write_acted_and_natural_corpora` cycle through them.
+FOUR_EMOTIONS = ("neutral", "happiness", "sadness", "anger")
+
+
+def _write_manifest_corpus(root, corpus, speakers, naturalness_of, first_speaker, seconds):
+    """A manifest corpus: 8 utterances per speaker, the four emotions twice.
+
+    Every utterance differs (its own f0 and noise), so frames can be traced.
+    """
+    root = pathlib.Path(root)
+    rows = ["path,speaker,emotion,gender,language,corpus,naturalness"]
+    for number, (speaker, gender) in enumerate(speakers, start=first_speaker):
+        for index in range(8):
+            path = write_wav(
+                root / f"{speaker}_{index}.wav",
+                speech_like(seconds, f0=110.0 + 25 * number + 3 * index, seed=100 * number + index),
+            )
+            rows.append(
+                f"{path.name},{speaker},{FOUR_EMOTIONS[index % 4]},{gender},en,{corpus},"
+                f"{naturalness_of(index)}"
+            )
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return f"manifest:{root / 'manifest.csv'}"
+
+
+def write_acted_and_natural_corpora(root, seconds=0.4):
+    """Two tiny manifest corpora for paper 001's protocols, as `KIND:DIR` specs.
+
+    `alpha`: 3 speakers, all acted. `beta`: 2 speakers, each with 4 acted and
+    4 natural utterances (as IEMOCAP), so leave-one-corpus-out tests
+    `beta_acted` and `beta_natural` as parts.
+
+    Args:
+        root: Folder the two corpora are written under.
+        seconds: Length of every utterance.
+
+    Returns:
+        `(alpha, beta)`: `"manifest:<path>"` specs.
+    """
+    root = pathlib.Path(root)
+    alpha = _write_manifest_corpus(
+        root / "alpha", "alpha", [("a1", "f"), ("a2", "m"), ("a3", "f")],
+        lambda index: "acted", 0, seconds,
+    )
+    beta = _write_manifest_corpus(
+        root / "beta", "beta", [("b1", "f"), ("b2", "m")],
+        lambda index: "acted" if index < 4 else "natural", 3, seconds,
+    )
+    return alpha, beta

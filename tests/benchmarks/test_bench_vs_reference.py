@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_vs_reference as bench
-from ser_keras.experiments import base, fu_savee_crosslang
+from ser_keras.experiments import fu_savee_crosslang
 from ser_keras.features import opensmile_functionals
+from tests.benchmarks.recording import run_recorded
 
 FOLDS = 2
 SEEDS = 1
@@ -34,47 +35,8 @@ def _argv(root, *extra):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny benchmark run, recording the rows of every deep fold and every SVM fit."""
-    if not opensmile_functionals.opensmile_available():
-        pytest.skip(
-            "openSMILE is not installed (pip install -e '.[reference]'): the reference "
-            "features cannot be computed"
-        )
     root = tmp_path_factory.mktemp("bench_vs_reference")
-    deep, reference = [], []
-    real_train_fold = base.Experiment.train_fold
-    real_fit = bench.fit_reference
-
-    def recording_train_fold(self, **options):
-        deep.append(
-            {
-                "seed": self.config.seed,
-                "setting": options["setting"],
-                "fold": options["fold_name"],
-                "utterances": list(options["utterances"]),
-                "train": np.asarray(options["train_index"]),
-                "validation": np.asarray(options["validation_index"]),
-                "test": np.asarray(options["test_index"]),
-            }
-        )
-        return real_train_fold(self, **options)
-
-    def recording_fit(features, labels, train_rows, test_rows, feature_set):
-        # The deep folds of a seed are all trained before its SVMs are fitted.
-        reference.append(
-            {
-                "seed": deep[-1]["seed"],
-                "feature_set": feature_set,
-                "train": np.asarray(train_rows),
-                "test": np.asarray(test_rows),
-            }
-        )
-        return real_fit(features, labels, train_rows, test_rows, feature_set)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(base.Experiment, "train_fold", recording_train_fold)
-        patch.setattr(bench, "fit_reference", recording_fit)
-        code = bench.main(_argv(root))
-    assert code == 0
+    deep, reference = run_recorded(_argv(root))
     return root / "out", deep, reference
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_vs_reference as bench
-from ser_keras.experiments import base
-from ser_keras.features import opensmile_functionals
+from tests.benchmarks.recording import run_recorded
 
 SETTINGS = ("stl", "cnn")
 
@@ -36,49 +35,8 @@ def _argv(root, *extra):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny aae_mtl benchmark run: every deep fold (rows, test labels) and SVM fit."""
-    if not opensmile_functionals.opensmile_available():
-        pytest.skip(
-            "openSMILE is not installed (pip install -e '.[reference]'): the reference "
-            "features cannot be computed"
-        )
     root = tmp_path_factory.mktemp("bench_vs_reference_aae_mtl")
-    deep, reference = [], []
-    real_train_fold = base.Experiment.train_fold
-    real_fit = bench.fit_reference
-
-    def recording_train_fold(self, **options):
-        test = np.asarray(options["test_index"])
-        deep.append(
-            {
-                "setting": options["setting"],
-                "fold": options["fold_name"],
-                "utterances": list(options["utterances"]),
-                "train": np.asarray(options["train_index"]),
-                "validation": np.asarray(options["validation_index"]),
-                "test": test,
-                # The labels the deep model is scored against, in `test` order.
-                "test_labels": np.asarray(options["make_split"](test, "test").labels["emotion"]),
-            }
-        )
-        return real_train_fold(self, **options)
-
-    def recording_fit(features, labels, train_rows, test_rows, feature_set):
-        reference.append(
-            {
-                "feature_set": feature_set,
-                "labels": np.asarray(labels),
-                "train": np.asarray(train_rows),
-                "test": np.asarray(test_rows),
-                "finite": bool(np.isfinite(features[train_rows]).all()),
-            }
-        )
-        return real_fit(features, labels, train_rows, test_rows, feature_set)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(base.Experiment, "train_fold", recording_train_fold)
-        patch.setattr(bench, "fit_reference", recording_fit)
-        code = bench.main(_argv(root))
-    assert code == 0
+    deep, reference = run_recorded(_argv(root), test_labels=True)
     return root / "out", deep, reference
 
 

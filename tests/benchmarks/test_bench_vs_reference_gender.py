@@ -13,29 +13,12 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_vs_reference as bench
-from ser_keras.experiments import base, gender_naturalness
+from ser_keras.experiments import gender_naturalness
 from ser_keras.features import opensmile_functionals
-from tests.helpers import speech_like, write_wav
+from tests.benchmarks.recording import run_recorded
+from tests.helpers import write_acted_and_natural_corpora
 
-EMOTIONS = ("neutral", "happiness", "sadness", "anger")
 SETTINGS = ("dnn_stl", "dnn_gender")
-
-
-def _write_corpus(root, corpus, speakers, naturalness_of, first=0):
-    """A manifest corpus: 8 utterances of 0.5 s per speaker, the four emotions twice."""
-    rows = ["path,speaker,emotion,gender,language,corpus,naturalness"]
-    for number, (speaker, gender) in enumerate(speakers, start=first):
-        for index in range(8):
-            path = write_wav(
-                root / f"{speaker}_{index}.wav",
-                speech_like(0.5, f0=110.0 + 25 * number + 3 * index, seed=100 * number + index),
-            )
-            rows.append(
-                f"{path.name},{speaker},{EMOTIONS[index % 4]},{gender},en,{corpus},"
-                f"{naturalness_of(index)}"
-            )
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return f"manifest:{root / 'manifest.csv'}"
 
 
 def _argv(root, corpora, *extra):
@@ -61,60 +44,14 @@ def _argv(root, corpora, *extra):
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench_gender_corpora")
-    alpha = _write_corpus(
-        root / "alpha", "alpha", [("a1", "f"), ("a2", "m"), ("a3", "f")], lambda index: "acted"
-    )
-    beta = _write_corpus(
-        root / "beta", "beta", [("b1", "f"), ("b2", "m")],
-        lambda index: "acted" if index < 4 else "natural", first=3,
-    )
-    return alpha, beta
+    return write_acted_and_natural_corpora(root, seconds=0.5)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, corpora):
     """A tiny LOCO benchmark run: every deep fold (rows, test labels) and SVM fit."""
-    if not opensmile_functionals.opensmile_available():
-        pytest.skip(
-            "openSMILE is not installed (pip install -e '.[reference]'): the reference "
-            "features cannot be computed"
-        )
     root = tmp_path_factory.mktemp("bench_vs_reference_gender")
-    deep, reference = [], []
-    real_train_fold = base.Experiment.train_fold
-    real_fit = bench.fit_reference
-
-    def recording_train_fold(self, **options):
-        test = np.asarray(options["test_index"])
-        deep.append(
-            {
-                "setting": options["setting"],
-                "fold": options["fold_name"],
-                "utterances": list(options["utterances"]),
-                "train": np.asarray(options["train_index"]),
-                "validation": np.asarray(options["validation_index"]),
-                "test": test,
-                "test_labels": np.asarray(options["make_split"](test, "test").labels["emotion"]),
-            }
-        )
-        return real_train_fold(self, **options)
-
-    def recording_fit(features, labels, train_rows, test_rows, feature_set):
-        reference.append(
-            {
-                "feature_set": feature_set,
-                "labels": np.asarray(labels),
-                "train": np.asarray(train_rows),
-                "test": np.asarray(test_rows),
-            }
-        )
-        return real_fit(features, labels, train_rows, test_rows, feature_set)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(base.Experiment, "train_fold", recording_train_fold)
-        patch.setattr(bench, "fit_reference", recording_fit)
-        code = bench.main(_argv(root, corpora))
-    assert code == 0
+    deep, reference = run_recorded(_argv(root, corpora), test_labels=True)
     return root / "out", deep, reference
 
 

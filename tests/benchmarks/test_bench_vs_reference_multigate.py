@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_vs_reference as bench
-from ser_keras.experiments import base, multilingual_gating
+from ser_keras.experiments import multilingual_gating
 from ser_keras.features import opensmile_functionals
+from tests.benchmarks.recording import run_recorded
 
 VARIANTS = ("multigate", "base")
 
@@ -40,50 +41,18 @@ def _argv(root, *extra):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A tiny multilingual benchmark run: deep folds, SVM fits and the experiment's data."""
-    if not opensmile_functionals.opensmile_available():
-        pytest.skip(
-            "openSMILE is not installed (pip install -e '.[reference]'): the reference "
-            "features cannot be computed"
-        )
     root = tmp_path_factory.mktemp("bench_vs_reference_multigate")
-    deep, reference, loaded = [], [], []
-    real_train_fold = base.Experiment.train_fold
-    real_fit = bench.fit_reference
+    loaded = []
     real_load = multilingual_gating.MultilingualGating.load_data
-
-    def recording_train_fold(self, **options):
-        deep.append(
-            {
-                "setting": options["setting"],
-                "fold": options["fold_name"],
-                "train": np.asarray(options["train_index"]),
-                "validation": np.asarray(options["validation_index"]),
-                "test": np.asarray(options["test_index"]),
-            }
-        )
-        return real_train_fold(self, **options)
-
-    def recording_fit(features, labels, train_rows, test_rows, feature_set):
-        reference.append(
-            {
-                "feature_set": feature_set,
-                "labels": np.asarray(labels),
-                "train": np.asarray(train_rows),
-                "test": np.asarray(test_rows),
-            }
-        )
-        return real_fit(features, labels, train_rows, test_rows, feature_set)
 
     def recording_load(self, *args, **kwargs):
         loaded.append(real_load(self, *args, **kwargs))
         return loaded[-1]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(base.Experiment, "train_fold", recording_train_fold)
-        patch.setattr(bench, "fit_reference", recording_fit)
-        patch.setattr(multilingual_gating.MultilingualGating, "load_data", recording_load)
-        code = bench.main(_argv(root))
-    assert code == 0
+    deep, reference = run_recorded(
+        _argv(root),
+        patches=[(multilingual_gating.MultilingualGating, "load_data", recording_load)],
+    )
     # The benchmark loads the data once; the experiment's run is given that very object.
     assert len(loaded) == 1
     return root / "out", deep, reference, loaded[0]

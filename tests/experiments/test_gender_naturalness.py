@@ -25,42 +25,12 @@ from ser_keras.models import elm as elm_lib
 from ser_keras.models import kim_mtl
 from ser_keras.training import runner
 from ser_keras.training.recipe import RECIPE_FIELDS, RECIPES, TrainingRecipe
-from tests.helpers import speech_like, write_wav
-
-EMOTIONS = ("neutral", "happiness", "sadness", "anger")
-
-
-def _write_corpus(root, corpus, speakers, naturalness_of, first_speaker=0):
-    """A manifest corpus: 8 utterances of 0.4 s per speaker, the four emotions twice.
-
-    Every utterance differs (its own f0 and noise), so frames can be traced.
-    """
-    rows = ["path,speaker,emotion,gender,language,corpus,naturalness"]
-    for number, (speaker, gender) in enumerate(speakers, start=first_speaker):
-        for index in range(8):
-            path = write_wav(
-                root / f"{speaker}_{index}.wav",
-                speech_like(0.4, f0=110.0 + 25 * number + 3 * index, seed=100 * number + index),
-            )
-            rows.append(
-                f"{path.name},{speaker},{EMOTIONS[index % 4]},{gender},en,{corpus},"
-                f"{naturalness_of(index)}"
-            )
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return f"manifest:{root / 'manifest.csv'}"
+from tests.helpers import write_acted_and_natural_corpora
 
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kim_corpora")
-    alpha = _write_corpus(
-        root / "alpha", "alpha", [("a1", "f"), ("a2", "m"), ("a3", "f")], lambda index: "acted"
-    )
-    beta = _write_corpus(
-        root / "beta", "beta", [("b1", "f"), ("b2", "m")],
-        lambda index: "acted" if index < 4 else "natural", first_speaker=3,
-    )
-    return alpha, beta
+    return write_acted_and_natural_corpora(tmp_path_factory.mktemp("kim_corpora"), seconds=0.4)
 
 
 def _tiny_config(root, corpora, **changes):
