@@ -859,13 +859,10 @@ def summarize(runs, pooled, settings, num_seeds, class_names) -> dict:
 # -------------------------------------------------------------- reports
 
 
-def _p(test: dict) -> str:
-    return "n/a" if test["p_value"] is None else f"{test['p_value']:.3g}"
-
-
 def markdown(summary: dict) -> str:
     """`results.md`: the summary table, per-fold table, and how the reference was made."""
     from ser_keras.evaluation import reports
+    from ser_keras.evaluation.statistics import format_p_value
 
     config = summary["configuration"]
     rows, fold_rows = [], []
@@ -877,7 +874,7 @@ def markdown(summary: dict) -> str:
             + [f"{systems[s]['pooled_ua']:.1f}" for s in ("deep",)]
             + [f"{systems[s]['ua']:.1f} ± {systems[s]['ua_sd']:.1f}" for s in FEATURE_SETS]
             + [f"{entry['difference'][s]:+.1f}" for s in FEATURE_SETS]
-            + [_p(entry["wilcoxon"][s]) for s in FEATURE_SETS]
+            + [format_p_value(entry["wilcoxon"][s]) for s in FEATURE_SETS]
         )
         for fold, scores in entry["per_fold"].items():
             fold_rows.append(
@@ -927,6 +924,8 @@ def markdown(summary: dict) -> str:
 
 
 def print_summary(summary: dict) -> None:
+    from ser_keras.evaluation.statistics import format_p_value
+
     print("\n=== deep model vs openSMILE + SVM, UA % (same folds) ===")
     for setting, entry in summary["settings"].items():
         deep = entry["systems"]["deep"]
@@ -937,7 +936,7 @@ def print_summary(summary: dict) -> None:
                 f"{FEATURE_TITLES[feature_set]} {entry['systems'][feature_set]['ua']:5.1f} "
                 f"(deep − ref {entry['difference'][feature_set]:+5.1f}, deep/ref "
                 + ("n/a" if ratio is None else f"{ratio:.2f}")
-                + f", p {_p(entry['wilcoxon'][feature_set])})"
+                + f", p {format_p_value(entry['wilcoxon'][feature_set])})"
             )
         print("  ".join(parts))
 

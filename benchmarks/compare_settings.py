@@ -46,29 +46,28 @@ def parse_side(text: str) -> tuple[pathlib.Path, str]:
     return results, setting
 
 
-def deep_scores(results: dict, setting: str, metric: str = "ua") -> dict[tuple[int, str], float]:
-    """`(seed, fold) -> deep score` of one setting in a `bench_vs_reference` results dict.
+def setting_runs(results: dict, setting: str) -> dict[tuple[int, str], dict]:
+    """`(seed, fold) -> run entry` of one setting in a `bench_vs_reference` results dict.
 
     Raises:
         ValueError: The results hold no run of `setting`.
     """
-    scores = {
-        (int(run["seed"]), str(run["fold"])): float(run["deep"][metric])
+    runs = {
+        (int(run["seed"]), str(run["fold"])): run
         for run in results.get("runs", [])
         if run.get("setting") == setting
     }
-    if not scores:
+    if not runs:
         found = sorted({run.get("setting") for run in results.get("runs", [])})
         raise ValueError(f"no runs of setting {setting!r} (the results hold {found}).")
-    return scores
+    return runs
 
 
 def compare(scores: dict, baseline_scores: dict) -> dict:
-    """The paired comparison of two `deep_scores` dicts on their shared (seed, fold) pairs.
+    """The paired comparison of two `(seed, fold) -> score` dicts on their shared pairs.
 
     Raises:
-        ValueError: No shared pair, or the shared pairs' test speakers differ
-            (checked by the caller through `test_speakers`).
+        ValueError: No shared pair.
     """
     from ser_keras.evaluation.statistics import wilcoxon_signed_rank
 
@@ -101,21 +100,11 @@ def compare(scores: dict, baseline_scores: dict) -> dict:
     }
 
 
-def test_speakers(results: dict, setting: str) -> dict[tuple[int, str], list]:
-    """`(seed, fold) -> test speakers` of a setting's runs (to check the folds match)."""
-    return {
-        (int(run["seed"]), str(run["fold"])): [s["speaker"] for s in run.get("test_speakers", [])]
-        for run in results.get("runs", [])
-        if run.get("setting") == setting
-    }
-
-
-def _p(test: dict) -> str:
-    return "–" if test["p_value"] is None else f"{test['p_value']:.3g}"
-
-
 def markdown(name: str, baseline_name: str, result: dict, metric: str) -> str:
     """The comparison as a short markdown table and a per-fold line."""
+    from ser_keras.evaluation.statistics import format_p_value
+
+    pairs, folds = result["wilcoxon_pairs"], result["wilcoxon_folds"]
     metric_name = metric.upper()
     lines = [
         f"| {name} − {baseline_name} | {metric_name} {name} | {metric_name} {baseline_name} "
@@ -124,8 +113,8 @@ def markdown(name: str, baseline_name: str, result: dict, metric: str) -> str:
         f"| {len(result['seeds'])} seed(s) x {len(result['folds'])} folds "
         f"| {result['mean']:.1f} | {result['baseline_mean']:.1f} "
         f"| {result['mean_difference']:+.1f} | {result['wins']} of {result['pairs']} "
-        f"| {_p(result['wilcoxon_pairs'])} (n={result['wilcoxon_pairs']['n']}) "
-        f"| {_p(result['wilcoxon_folds'])} (n={result['wilcoxon_folds']['n']}) |",
+        f"| {format_p_value(pairs, missing='–')} (n={pairs['n']}) "
+        f"| {format_p_value(folds, missing='–')} (n={folds['n']}) |",
         "",
         "Per fold (seed mean), difference: "
         + ", ".join(f"{f} {d:+.1f}" for f, d in result["per_fold_difference"].items()),
@@ -157,19 +146,20 @@ def main(argv=None) -> int:
     results_a = json.loads(path_a.read_text())
     results_b = json.loads(path_b.read_text())
     try:
-        scores_a = deep_scores(results_a, setting_a, args.metric)
-        scores_b = deep_scores(results_b, setting_b, args.metric)
-        speakers_a = test_speakers(results_a, setting_a)
-        speakers_b = test_speakers(results_b, setting_b)
+        runs_a = setting_runs(results_a, setting_a)
+        runs_b = setting_runs(results_b, setting_b)
         mismatched = [
-            pair for pair in sorted(set(scores_a) & set(scores_b))
-            if speakers_a[pair] != speakers_b[pair]
+            pair for pair in sorted(set(runs_a) & set(runs_b))
+            if runs_a[pair].get("test_speakers") != runs_b[pair].get("test_speakers")
         ]
         if mismatched:
             raise ValueError(
                 f"the runs are not on the same folds: test speakers differ for {mismatched}"
             )
-        result = compare(scores_a, scores_b)
+        result = compare(
+            {pair: float(run["deep"][args.metric]) for pair, run in runs_a.items()},
+            {pair: float(run["deep"][args.metric]) for pair, run in runs_b.items()},
+        )
     except ValueError as error:
         print(f"compare_settings: error: {error}", file=sys.stderr)
         return 2

@@ -73,6 +73,11 @@ def wilcoxon_signed_rank(scores, baseline_scores) -> dict:
     return entry
 
 
+def format_p_value(test: dict, missing: str = "n/a") -> str:
+    """A `wilcoxon_signed_rank` result's p-value to 3 significant digits, `missing` without one."""
+    return missing if test.get("p_value") is None else f"{test['p_value']:.3g}"
+
+
 def is_significant(test: dict, level: float = SIGNIFICANCE_LEVEL) -> bool:
     """Whether a `wilcoxon_signed_rank` result has a p-value below `level`."""
     return test.get("p_value") is not None and test["p_value"] < level
