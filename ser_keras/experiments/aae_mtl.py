@@ -255,9 +255,9 @@ class AAEMultiTaskConfig(ExperimentConfig):
 
     PRESETS: ClassVar[dict] = PRESETS
     DEFAULT_OUT: ClassVar[str] = "runs/train_aae_mtl"
-    # Which settings and how many folds run does not change a fold's result:
-    # a resumed run may run others.
-    RUN_CONTROL: ClassVar[tuple[str, ...]] = ExperimentConfig.RUN_CONTROL + ("settings", "folds")
+    # Which settings run does not change a fold's result: a resumed run may
+    # run others (how many folds run is run control for every experiment).
+    RUN_CONTROL: ClassVar[tuple[str, ...]] = ExperimentConfig.RUN_CONTROL + ("settings",)
 
     labelled: str | None = None
     label_map: str | None = None

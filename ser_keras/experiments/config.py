@@ -267,9 +267,12 @@ class ExperimentConfig:
         }
 
     # Fields that say how to run, not what is computed: left out of the
-    # configuration a resumed run must match.
+    # configuration a resumed run must match. `folds` (in the experiments
+    # that have it) keeps the first N folds of a fixed list whose every fold
+    # is seeded on its own, so a resumed run may run more (or fewer) of them
+    # and reuse the finished ones.
     RUN_CONTROL: ClassVar[tuple[str, ...]] = (
-        "out", "export_dir", "resume", "cache_dir", "quiet", "strategy",
+        "out", "export_dir", "resume", "cache_dir", "quiet", "strategy", "folds",
     )
 
     def run_config(self) -> dict:

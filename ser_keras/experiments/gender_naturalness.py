@@ -184,6 +184,8 @@ class GenderNaturalnessConfig(ExperimentConfig):
 
     PRESETS: ClassVar[dict] = PRESETS
     DEFAULT_OUT: ClassVar[str] = "runs/train_gender_naturalness"
+    # `loco_folds`, like `folds`, keeps the first N folds of a fixed list.
+    RUN_CONTROL: ClassVar[tuple[str, ...]] = ExperimentConfig.RUN_CONTROL + ("loco_folds",)
 
     corpora: tuple[str, ...] | None = None
     protocol: str | None = None

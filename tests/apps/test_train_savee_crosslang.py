@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -87,6 +88,23 @@ def test_resume_reuses_finished_folds(finished_run, capsys):
     after = json.loads((root / "run" / "results.json").read_text())
     for setting in before["settings"]:
         assert after["settings"][setting]["ua"] == before["settings"][setting]["ua"]
+
+
+def test_resume_with_more_folds_trains_only_the_new_ones(finished_run, tmp_path, capsys):
+    """`--folds` may grow on `--resume`: the finished fold is reused, not retrained."""
+    root, arguments = finished_run
+    shutil.copytree(root / "run", tmp_path / "run")
+    first = {
+        setting: (tmp_path / "run" / setting / "fold_savee_DC" / "result.json").read_bytes()
+        for setting in ("stl", "mtl_xl")
+    }
+    extended = [*arguments, "--out", str(tmp_path / "run"), "--folds", "2"]
+    assert app.main([*extended, "--no-export", "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    for setting, reused in first.items():
+        assert len(results["settings"][setting]["folds"]) == 2
+        assert (tmp_path / "run" / setting / "fold_savee_DC" / "result.json").read_bytes() == reused
 
 
 def test_existing_run_without_resume_is_refused(finished_run, capsys):

@@ -48,6 +48,31 @@ def test_run_config_leaves_out_how_to_run():
     assert config.to_dict()["resume"] is True
 
 
+@pytest.mark.parametrize(
+    "config_class, limits",
+    [
+        ("ser_keras.experiments.fu_savee_crosslang:FuSaveeCrossLanguageConfig", ("folds",)),
+        ("ser_keras.experiments.aae_mtl:AAEMultiTaskConfig", ("folds",)),
+        ("ser_keras.experiments.crosslang_valence:CrossLanguageValenceConfig", ("folds",)),
+        (
+            "ser_keras.experiments.gender_naturalness:GenderNaturalnessConfig",
+            ("folds", "loco_folds"),
+        ),
+    ],
+)
+def test_fold_limits_are_run_control(config_class, limits):
+    """How many folds run is not part of the configuration a resumed run must match."""
+    import importlib
+
+    module_name, class_name = config_class.split(":")
+    config = getattr(importlib.import_module(module_name), class_name)(preset="quick")
+    fields = {field.name for field in dataclasses.fields(config)}
+    for name in limits:
+        assert name in fields
+        assert name not in config.run_config()
+    assert "seed" in config.run_config() and "epochs" in config.run_config()
+
+
 def test_errors_name_the_field_and_its_option():
     with pytest.raises(ConfigError) as info:
         _Config(seed=-1)
