@@ -9,7 +9,7 @@ experiment and folds, and tests the difference:
 
 ```
 python -m benchmarks.compare_settings runs/s3/main_cpu_mtl:mtl runs/s3/main_cpu_stl:stl
-python -m benchmarks.compare_settings runs/s3/aae_cpu:mtl runs/s3/aae_cpu:cnn
+python -m benchmarks.compare_settings runs/s3/aae_cpu:mtl runs/s3/aae_cpu:cnn --plot aae.png
 ```
 
 The first setting is compared with the second (the baseline): the mean
@@ -95,6 +95,10 @@ def compare(scores: dict, baseline_scores: dict) -> dict:
         "per_fold_difference": {
             f: float(x - y) for f, x, y in zip(folds, fold_a, fold_b, strict=True)
         },
+        "pair_differences": [
+            {"seed": seed, "fold": fold, "difference": float(x - y)}
+            for (seed, fold), x, y in zip(pairs, a, b, strict=True)
+        ],
         "wilcoxon_pairs": wilcoxon_signed_rank(a, b),
         "wilcoxon_folds": wilcoxon_signed_rank(fold_a, fold_b),
     }
@@ -122,6 +126,45 @@ def markdown(name: str, baseline_name: str, result: dict, metric: str) -> str:
     return "\n".join(lines)
 
 
+def plot(name: str, baseline_name: str, result: dict, metric: str, path) -> pathlib.Path:
+    """Per fold, the seed-mean difference (bar) and each seed's difference (dots), PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ser_keras.evaluation.statistics import format_p_value
+
+    folds = result["folds"]
+    positions = {fold: number for number, fold in enumerate(folds)}
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.8 * len(folds) + 2), 4.0))
+    means = [result["per_fold_difference"][fold] for fold in folds]
+    axis.bar(range(len(folds)), means, 0.6, color=["tab:green" if m > 0 else "tab:red"
+                                                   for m in means], alpha=0.5,
+             label="mean over seeds")
+    for seed in result["seeds"]:
+        points = [e for e in result["pair_differences"] if e["seed"] == seed]
+        axis.scatter([positions[e["fold"]] for e in points],
+                     [e["difference"] for e in points], s=18, zorder=3, label=f"seed {seed}")
+    axis.axhline(0.0, color="black", linewidth=1)
+    axis.set_xticks(range(len(folds)), folds, rotation=30, ha="right")
+    axis.set_ylabel(f"{metric.upper()} {name} − {baseline_name} (points)")
+    axis.set_title(
+        f"{name} − {baseline_name}: {result['mean_difference']:+.1f} {metric.upper()}, "
+        f"{result['wins']} of {result['pairs']} pairs won, Wilcoxon p "
+        f"{format_p_value(result['wilcoxon_folds'], missing='n/a')} over folds",
+        fontsize=9,
+    )
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    figure.savefig(temporary, dpi=120, format="png")
+    plt.close(figure)
+    temporary.replace(path)
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.compare_settings",
@@ -132,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("baseline", help="RUN_DIR:SETTING, the setting it is compared with.")
     parser.add_argument("--metric", choices=("ua", "wa"), default="ua")
     parser.add_argument("--json", type=pathlib.Path, help="Also write the comparison here.")
+    parser.add_argument(
+        "--plot", type=pathlib.Path,
+        help="Also draw the per-fold differences (PNG): the seed mean as a bar, each seed a dot.",
+    )
     return parser
 
 
@@ -166,6 +213,8 @@ def main(argv=None) -> int:
     print(markdown(setting_a, setting_b, result, args.metric))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        plot(setting_a, setting_b, result, args.metric, args.plot)
     return 0
 
 

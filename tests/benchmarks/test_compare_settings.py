@@ -36,13 +36,20 @@ def test_pairs_on_seed_and_fold_and_averages_seeds_per_fold(tmp_path, capsys):
     a = _write(tmp_path, "mtl", _results("mtl", mtl))
     b = _write(tmp_path, "stl", _results("stl", stl))
     out = tmp_path / "comparison.json"
-    assert compare_settings.main([f"{a}:mtl", f"{b}:stl", "--json", str(out)]) == 0
+    figure = tmp_path / "comparison.png"
+    assert compare_settings.main(
+        [f"{a}:mtl", f"{b}:stl", "--json", str(out), "--plot", str(figure)]
+    ) == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads(out.read_text())
     # Seed 2 of fold b has no stl partner and is left out.
     assert result["pairs"] == 4 and result["seeds"] == [0, 1]
     assert result["mean_difference"] == pytest.approx((5 - 1 + 5 + 10) / 4)
     assert result["wins"] == 3
     assert result["per_fold_difference"] == {"a": pytest.approx(2.0), "b": pytest.approx(7.5)}
+    assert [(e["seed"], e["fold"], e["difference"]) for e in result["pair_differences"]] == [
+        (0, "a", 5.0), (0, "b", 5.0), (1, "a", -1.0), (1, "b", 10.0)
+    ]
     assert result["wilcoxon_folds"]["n"] == 2 and result["wilcoxon_pairs"]["n"] == 4
     assert "| mtl − stl |" in capsys.readouterr().out
 
