@@ -73,6 +73,40 @@ def test_fold_limits_are_run_control(config_class, limits):
     assert "seed" in config.run_config() and "epochs" in config.run_config()
 
 
+@pytest.mark.parametrize(
+    "experiment_class",
+    [
+        "ser_keras.experiments.aae_mtl:AAEMultiTask",
+        "ser_keras.experiments.gender_naturalness:GenderNaturalness",
+    ],
+)
+def test_normalize_sequences_normalises_whole_utterances_per_speaker(experiment_class):
+    """Variable-length utterances keep their lengths; each speaker's frames get mean 0, sd 1.
+
+    `Experiment.normalize_sequences`, as the two experiments of frame
+    sequences (paper 002's AAE, paper 001's networks) call it.
+    """
+    import importlib
+    import types
+
+    import numpy as np
+
+    module_name, class_name = experiment_class.split(":")
+    experiment_type = getattr(importlib.import_module(module_name), class_name)
+    rng = np.random.default_rng(0)
+    lengths = [70, 25, 40, 90]
+    sequences = [rng.normal(3.0 * n, 2.0, size=(length, 6)).astype("float32")
+                 for n, length in enumerate(lengths)]
+    records = [types.SimpleNamespace(corpus="c", speaker_id=speaker) for speaker in "aabb"]
+    experiment = experiment_type(experiment_type.config_class(normalization="speaker"))
+    normalized = experiment.normalize_sequences(sequences, records, 0.0, source="test")
+    assert [len(array) for array in normalized] == lengths
+    for rows in ([0, 1], [2, 3]):
+        frames = np.concatenate([normalized[i] for i in rows])
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
+
+
 def test_errors_name_the_field_and_its_option():
     with pytest.raises(ConfigError) as info:
         _Config(seed=-1)

@@ -7,7 +7,6 @@ leave-one-corpus-out splits `beta` into `beta_acted` and `beta_natural`.
 
 import dataclasses
 import json
-import types
 
 import keras
 import numpy as np
@@ -375,22 +374,6 @@ def test_the_export_serves_the_speaker_normalisation(finished):
 
     loaded = tf.saved_model.load(str(result.export_path))
     assert {"enrol", "serving_enrolled", "serving_default"} <= set(loaded.signatures)
-
-
-def test_normalize_sequences_normalises_whole_utterances_per_speaker():
-    """Variable-length utterances keep their lengths; each speaker's frames get mean 0, sd 1."""
-    rng = np.random.default_rng(0)
-    lengths = [70, 25, 40, 90]
-    sequences = [rng.normal(3.0 * n, 2.0, size=(length, 6)).astype("float32")
-                 for n, length in enumerate(lengths)]
-    records = [types.SimpleNamespace(corpus="c", speaker_id=speaker) for speaker in "aabb"]
-    experiment = GenderNaturalness(GenderNaturalnessConfig(normalization="speaker"))
-    normalized = experiment.normalize_sequences(sequences, records, 0.0, source="test")
-    assert [len(array) for array in normalized] == lengths
-    for rows in ([0, 1], [2, 3]):
-        frames = np.concatenate([normalized[i] for i in rows])
-        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-4)
-        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
 
 
 def test_the_cpu_preset_uses_the_cpu_recipe():
