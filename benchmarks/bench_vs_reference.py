@@ -948,6 +948,8 @@ def plot_per_fold(summary: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ser_keras.utils.atomic import atomic_path
+
     settings = summary["settings"]
     folds = list(next(iter(settings.values()))["per_fold"])
     bars = [(f"deep {s}", s, "deep") for s in settings]
@@ -988,8 +990,11 @@ def plot_per_fold(summary: dict, path) -> None:
     axis.set_title(f"{summary['experiment']}: UA per test fold")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=120, format="png")
+    finally:
+        plt.close(figure)
 
 
 # ------------------------------------------------------------------ CLI

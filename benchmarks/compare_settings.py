@@ -134,6 +134,7 @@ def plot(name: str, baseline_name: str, result: dict, metric: str, path) -> path
     import matplotlib.pyplot as plt
 
     from ser_keras.evaluation.statistics import format_p_value
+    from ser_keras.utils.atomic import atomic_path
 
     folds = result["folds"]
     positions = {fold: number for number, fold in enumerate(folds)}
@@ -157,12 +158,12 @@ def plot(name: str, baseline_name: str, result: dict, metric: str, path) -> path
     )
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, dpi=120, format="png")
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=120, format="png")
+    finally:
+        plt.close(figure)
+    return pathlib.Path(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,14 @@ def test_run_config_leaves_out_how_to_run():
     assert config.to_dict()["resume"] is True
 
 
+def _imported(name: str):
+    """`"package.module:Name"` -> that class (imported when the test runs)."""
+    import importlib
+
+    module_name, class_name = name.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 @pytest.mark.parametrize(
     "config_class, limits",
     [
@@ -62,10 +70,7 @@ def test_run_config_leaves_out_how_to_run():
 )
 def test_fold_limits_are_run_control(config_class, limits):
     """How many folds run is not part of the configuration a resumed run must match."""
-    import importlib
-
-    module_name, class_name = config_class.split(":")
-    config = getattr(importlib.import_module(module_name), class_name)(preset="quick")
+    config = _imported(config_class)(preset="quick")
     fields = {field.name for field in dataclasses.fields(config)}
     for name in limits:
         assert name in fields
@@ -86,13 +91,11 @@ def test_normalize_sequences_normalises_whole_utterances_per_speaker(experiment_
     `Experiment.normalize_sequences`, as the two experiments of frame
     sequences (paper 002's AAE, paper 001's networks) call it.
     """
-    import importlib
     import types
 
     import numpy as np
 
-    module_name, class_name = experiment_class.split(":")
-    experiment_type = getattr(importlib.import_module(module_name), class_name)
+    experiment_type = _imported(experiment_class)
     rng = np.random.default_rng(0)
     lengths = [70, 25, 40, 90]
     sequences = [rng.normal(3.0 * n, 2.0, size=(length, 6)).astype("float32")
